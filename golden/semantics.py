@@ -1,0 +1,141 @@
+"""The integer primitives of docs/semantics.md, implemented once.
+
+Every executor of po2 IR (the golden model, the interpreter, the torch fake-quant model's
+reference checks) and every lowering that must agree with them (the hardware's
+requantisation, pooling constants, clamp bounds) calls these functions, so that a rule
+changes in exactly one place. The functions accept Python ints or numpy int64 arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+class Activation(str, Enum):
+    NONE = "none"
+    RELU = "relu"
+    RELU6 = "relu6"
+
+
+@dataclass(frozen=True)
+class Format:
+    """An activation format A(bits, signed, frac): q stands for q * 2^-frac."""
+
+    bits: int
+    signed: bool
+    frac: int
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    def __str__(self) -> str:
+        return f"{'s' if self.signed else 'u'}{self.bits} frac {self.frac}"
+
+
+def round_shift(v, r: int):
+    """Round half up and shift right by r (left by -r when r < 0), exactly."""
+    if r > 0:
+        return (v + (1 << (r - 1))) >> r
+    if r == 0:
+        return v
+    return v * (1 << -r) if isinstance(v, np.ndarray) else v << -r
+
+
+def saturate(v, lo: int, hi: int):
+    if isinstance(v, np.ndarray):
+        return np.clip(v, lo, hi)
+    return min(max(v, lo), hi)
+
+
+def clamp_bounds(fmt: Format, act: str) -> tuple[int, int]:
+    """The output range of a requantisation into fmt followed by act."""
+    lo, hi = fmt.lo, fmt.hi
+    if act in ("relu", "relu6"):
+        lo = max(lo, 0)
+    if act == "relu6":
+        six = 6 << fmt.frac if fmt.frac >= 0 else 6 >> -fmt.frac
+        hi = min(hi, six)
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{act}' (expected one of {ACTIVATIONS})")
+    return lo, hi
+
+
+def requantize(v, shift: int, fmt: Format, act: str = "none"):
+    """saturate(round_shift(v, shift), clamp_bounds(fmt, act))."""
+    lo, hi = clamp_bounds(fmt, act)
+    return saturate(round_shift(v, shift), lo, hi)
+
+
+def quantize_input(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Float input to the integer grid: saturate(floor(x * 2^frac + 0.5)) in float64."""
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * np.float64(2.0) ** fmt.frac + 0.5)
+    return np.clip(scaled, fmt.lo, fmt.hi).astype(np.int64)
+
+
+def weight_shift(code):
+    """The left shift of a nonzero weight code within its channel: |c| - 1."""
+    return np.abs(code) - 1 if isinstance(code, np.ndarray) else abs(code) - 1
+
+
+def decode_weights(codes: np.ndarray) -> np.ndarray:
+    """Weight codes to integers at the channel's scale: sign(c) * 2^(|c|-1), 0 for c == 0."""
+    codes = np.asarray(codes, dtype=np.int64)
+    mags = np.where(codes == 0, 0, np.left_shift(1, np.maximum(np.abs(codes) - 1, 0)))
+    return np.sign(codes) * mags
+
+
+def conv_shift(in_frac: int, out_frac: int, exp_base: int) -> int:
+    """The requantisation shift of a conv output channel: Fx - Fy - exp_base."""
+    return in_frac - out_frac - exp_base
+
+
+def avgpool_constants(count: int) -> tuple[int, int]:
+    """(multiplier, shift) such that mean(x) ~ sum(x) * multiplier / 2^shift."""
+    if count <= 0:
+        raise ValueError(f"average pool over {count} positions")
+    if count & (count - 1) == 0:
+        return 1, count.bit_length() - 1
+    shift = 16 + (count - 1).bit_length()
+    return ((1 << shift) + count // 2) // count, shift
+
+
+def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
+    """The minimal (width, signed) integer type holding every value in [lo, hi]."""
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    if lo >= 0:
+        return max(hi.bit_length(), 1), False
+    width = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    return width, True
+
+
+def type_range(width: int, signed: bool) -> tuple[int, int]:
+    if signed:
+        return -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return 0, (1 << width) - 1
+
+
+def argmax_lowest(logits: np.ndarray) -> np.ndarray:
+    """The class of each row: the lowest index holding the maximum (numpy's argmax rule)."""
+    return np.argmax(logits, axis=-1)
+
+
+def npu_logit_bits(in_features: int, in_fmt: Format, weight_bits: int, bias_bits: int) -> int:
+    """Signed width of NPU logits holding the worst case of any weights of the widths."""
+    w_lo, w_hi = type_range(weight_bits, True)
+    products = [w * x for w in (w_lo, w_hi) for x in (in_fmt.lo, in_fmt.hi)]
+    b_lo, b_hi = type_range(bias_bits, True)
+    lo = in_features * min(products) + b_lo
+    hi = in_features * max(products) + b_hi
+    width, _ = bits_for_range(min(lo, -1), hi)
+    return width
