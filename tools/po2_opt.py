@@ -10,11 +10,62 @@ its source location) and exits non-zero, never with a Python traceback.
 from __future__ import annotations
 
 import sys
-from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+from typing import IO
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
+from xdsl.parser import Parser
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    DiagnosticException,
+    ParseError,
+    VerifyException,
+)
+from xdsl.utils.lexer import Span
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from hashiflex.passes import all_passes
 from hashiflex.tools.registry import register_dialects, targets
+
+
+class LocatingParser(Parser):
+    """xDSL's parser, remembering where each op starts so verifier errors can point there."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.op_spans: dict[Operation, Span] = {}
+
+    def parse_optional_operation(self) -> Operation | None:
+        start = self._current_token.span
+        op = super().parse_optional_operation()
+        if op is not None:
+            self.op_spans[op] = start
+        return op
+
+
+def verify_with_locations(module: ModuleOp, spans: dict[Operation, Span]) -> None:
+    """
+    Verify every op on its own and report the innermost failing one at its source
+    location (xDSL's own verifier only prints the generic IR around the failure).
+    """
+    failing: list[tuple[Operation, VerifyException]] = []
+    for op in module.walk():
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException as error:
+            failing.append((op, error))
+    if not failing:
+        return
+    failing_ops = {op for op, _ in failing}
+
+    def has_failing_descendant(op: Operation) -> bool:
+        return any(inner in failing_ops for inner in op.walk() if inner is not op)
+
+    op, error = next((f for f in failing if not has_failing_descendant(f[0])), failing[0])
+    message = str(error).removeprefix("Operation does not verify: ")
+    if op in spans:
+        raise VerifyException(spans[op].print_with_context(f"error: {message}").rstrip())
+    raise VerifyException(f"error: {message}")
 
 
 class Po2OptMain(xDSLOptMain):
@@ -22,6 +73,20 @@ class Po2OptMain(xDSLOptMain):
 
     def register_all_dialects(self) -> None:
         register_dialects(self.ctx)
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_mlir(io: IO[bytes]) -> ModuleOp:
+            parser = LocatingParser(
+                self.ctx, io.read().decode(), self.get_input_name()
+            )
+            module = parser.parse_module(not self.args.no_implicit_module)
+            if not self.args.disable_verify:
+                verify_with_locations(module, parser.op_spans)
+            return module
+
+        self.available_frontends["mlir"] = parse_mlir
 
     def register_all_passes(self) -> None:
         for name, factory in all_passes().items():

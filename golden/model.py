@@ -1,0 +1,179 @@
+"""
+The golden model: executes layer-level po2 IR on integers, exactly as docs/semantics.md
+says, with numpy int64 arrays vectorised over a batch of images.
+
+It is deliberately written from the semantics, not from the hardware or the torch model,
+so that it can judge both. Everything numeric goes through `golden.semantics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.func import FuncOp, ReturnOp
+from xdsl.ir import Operation, SSAValue
+
+from hashiflex.dialects import po2
+from hashiflex.golden.semantics import (
+    Format,
+    argmax_lowest,
+    decode_weights,
+    quantize_input,
+    requantize,
+    round_shift,
+    saturate,
+    clamp_bounds,
+)
+
+
+class GoldenError(Exception):
+    """The IR cannot be executed by the golden model (names the op and the problem)."""
+
+
+@dataclass
+class GoldenResult:
+    logits: np.ndarray  # (N, classes) int64
+    classes: np.ndarray  # (N,) int64
+    logits_frac: int
+
+
+def find_network(module: ModuleOp) -> FuncOp:
+    funcs = [op for op in module.walk() if isinstance(op, FuncOp)]
+    if len(funcs) != 1:
+        raise GoldenError(f"expected exactly one func.func in the module, found {len(funcs)}")
+    return funcs[0]
+
+
+def input_type(module: ModuleOp) -> po2.ActType:
+    func = find_network(module)
+    if len(func.args) != 1 or not isinstance(func.args[0].type, po2.ActType):
+        raise GoldenError(f"@{func.sym_name.data} must take one !po2.act image argument")
+    return func.args[0].type
+
+
+def conv2d(x: np.ndarray, op: po2.Conv2dOp) -> np.ndarray:
+    """(N, Cin, H, W) int64 -> (N, Cout, OH, OW): exact accumulation, then requantise."""
+    weights = decode_weights(op.weight_codes())  # (Cout, Cin/g, KH, KW)
+    out_t = op.output.type
+    assert isinstance(out_t, po2.ActType)
+    (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel_hw, op.stride_hw, op.pads
+    groups = op.num_groups
+    n, cin, h, w = x.shape
+    cout, oh, ow = out_t.dims
+    padded = np.zeros((n, cin, h + top + bottom, w + left + right), dtype=np.int64)
+    padded[:, :, top : top + h, left : left + w] = x
+    cin_g, cout_g = cin // groups, cout // groups
+    acc = np.zeros((n, cout, oh, ow), dtype=np.int64)
+    for g in range(groups):
+        xs = padded[:, g * cin_g : (g + 1) * cin_g]
+        wg = weights[g * cout_g : (g + 1) * cout_g]  # (cout_g, cin_g, kh, kw)
+        for dy in range(kh):
+            for dx in range(kw):
+                window = xs[:, :, dy : dy + sh * (oh - 1) + 1 : sh, dx : dx + sw * (ow - 1) + 1 : sw]
+                # (n, cin_g, oh, ow) x (cout_g, cin_g) -> (n, cout_g, oh, ow), exact in int64
+                acc[:, g * cout_g : (g + 1) * cout_g] += np.einsum(
+                    "nchw,oc->nohw", window, wg[:, :, dy, dx], optimize=True
+                )
+    acc += np.asarray(po2._array_prop(op, "bias"), dtype=np.int64)[None, :, None, None]
+    shifts = po2._array_prop(op, "shift")
+    y = np.empty_like(acc)
+    for o, shift in enumerate(shifts):
+        y[:, o] = requantize(acc[:, o], shift, out_t.fmt, op.act.data)
+    return y
+
+
+def residual_add(a: np.ndarray, b: np.ndarray, op: po2.ResidualAddOp) -> np.ndarray:
+    fa, fb = _fmt(op.lhs).frac, _fmt(op.rhs).frac
+    out = _fmt(op.output)
+    common = max(fa, fb)
+    total = a * (1 << (common - fa)) + b * (1 << (common - fb))
+    return requantize(total, common - out.frac, out, op.act.data)
+
+
+def requant(x: np.ndarray, op: po2.RequantOp) -> np.ndarray:
+    return requantize(x, _fmt(op.input).frac - _fmt(op.output).frac, _fmt(op.output), op.act.data)
+
+
+def avgpool(x: np.ndarray, op: po2.AvgPoolOp) -> np.ndarray:
+    total = x.sum(axis=(2, 3), keepdims=True)
+    shift = op.shift.value.data + _fmt(op.input).frac - _fmt(op.output).frac
+    return requantize(total * op.multiplier.value.data, shift, _fmt(op.output), "none")
+
+
+def npu_linear(x: np.ndarray, op: po2.NpuLinearOp, weights=None, bias=None) -> np.ndarray:
+    w = op.weight_matrix() if weights is None else np.asarray(weights, dtype=np.int64)
+    b = np.asarray(po2._array_prop(op, "bias") if bias is None else bias, dtype=np.int64)
+    return x @ w.T + b[None, :]
+
+
+def _fmt(value: SSAValue) -> Format:
+    assert isinstance(value.type, po2.ActType)
+    return value.type.fmt
+
+
+def run_int(
+    module: ModuleOp,
+    x_int: np.ndarray,
+    npu_weights: np.ndarray | None = None,
+    npu_bias: np.ndarray | None = None,
+    capture: Callable[[Operation, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Run the network on integer images (N, C, H, W); returns the integer logits."""
+    func = find_network(module)
+    in_t = input_type(module)
+    x_int = np.asarray(x_int, dtype=np.int64)
+    if x_int.ndim != 4 or x_int.shape[1:] != in_t.dims:
+        raise GoldenError(f"inputs have shape {list(x_int.shape)}, the network takes Nx{'x'.join(map(str, in_t.dims))}")
+    fmt = in_t.fmt
+    if x_int.min(initial=fmt.lo) < fmt.lo or x_int.max(initial=fmt.hi) > fmt.hi:
+        raise GoldenError(f"integer inputs fall outside the input format {fmt}")
+    values: dict[SSAValue, np.ndarray] = {func.args[0]: x_int}
+    result = None
+    for op in func.body.block.ops:
+        args = [values[o] for o in op.operands]
+        match op:
+            case po2.Conv2dOp():
+                out = conv2d(args[0], op)
+            case po2.ResidualAddOp():
+                out = residual_add(args[0], args[1], op)
+            case po2.RequantOp():
+                out = requant(args[0], op)
+            case po2.AvgPoolOp():
+                out = avgpool(args[0], op)
+            case po2.FlattenOp():
+                out = args[0].reshape(args[0].shape[0], -1)
+            case po2.NpuLinearOp():
+                out = npu_linear(args[0], op, npu_weights, npu_bias)
+            case ReturnOp():
+                result = args[0]
+                break
+            case _:
+                layer = op.properties.get("layer")
+                raise GoldenError(
+                    f"the golden model runs layer-level po2 IR; '{op.name}'"
+                    f"{f' ({layer})' if layer else ''} is not a layer-level op"
+                )
+        if capture is not None:
+            capture(op, out)
+        values[op.results[0]] = out
+    if result is None:
+        raise GoldenError("the network has no func.return")
+    return result
+
+
+def run(
+    module: ModuleOp,
+    x_float: np.ndarray,
+    npu_weights: np.ndarray | None = None,
+    npu_bias: np.ndarray | None = None,
+) -> GoldenResult:
+    """Quantise float images by the network's input format, run, and classify."""
+    in_t = input_type(module)
+    x_int = quantize_input(x_float, in_t.fmt)
+    logits = run_int(module, x_int, npu_weights, npu_bias)
+    ret_t = find_network(module).function_type.outputs.data[0]
+    frac = ret_t.fmt.frac if isinstance(ret_t, po2.ActType) else 0
+    return GoldenResult(logits, argmax_lowest(logits), frac)
