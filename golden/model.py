@@ -23,9 +23,6 @@ from hashiflex.golden.semantics import (
     decode_weights,
     quantize_input,
     requantize,
-    round_shift,
-    saturate,
-    clamp_bounds,
 )
 
 

@@ -1,0 +1,172 @@
+"""
+`po2-unroll`: every frozen `po2.conv2d` becomes a `po2.unrolled_conv2d`, the shift/add
+datapath that computes one output pixel.
+
+Why: the hardened accelerator has no multipliers. A Po2 weight code `c` of output channel
+`o` is a left shift of a window value by `|c| - 1` and an add (c > 0) or a subtract (c < 0);
+the channel's `2^exp_base[o]` is already folded into its requantisation shift
+(docs/semantics.md, Conv2d). This pass writes that datapath out, one op per shift, one sum per
+channel and polarity, so that every later pass (width inference, adder-tree balancing, the
+lowering to hw/comb/seq) sees the exact arithmetic the silicon performs.
+
+The region of the unrolled op (see `UnrolledConv2dOp`) takes the window values ordered
+(input channel, kernel row, kernel column), typed as the input format's scalar type, and
+yields one requantised value per output channel. For channel `o` of group `g`:
+
+    P   = sum(shl(x[g*Cin_g + i, kh, kw], |c| - 1)  for c > 0)  [+ const bias  if bias > 0]
+    N   = sum(shl(x[g*Cin_g + i, kh, kw], |c| - 1)  for c < 0)  [+ const -bias if bias < 0]
+    acc = P - N            (or P alone, or neg N alone, or the bias constant alone)
+    y   = rescale(acc, shift[o], clamp_bounds(out_fmt, act))
+
+Why two sums and one subtraction rather than signed terms through `po2.neg`: with the usual
+unsigned (post-ReLU) inputs both sums are unsigned adder trees, one bit narrower at every
+adder than a signed tree, and the sign appears once, at the final subtractor. Negating each
+term instead costs a negation (and a sign bit) per negative weight. The interval of `acc` is
+the same either way, so the output widths do not change; only the adder trees get cheaper.
+
+Shifted window values `shl(x_k, s)` depend only on the window element and the shift amount,
+not on the output channel, so they are built once per (element, amount) and shared by every
+channel that uses them (in hardware they are wiring, so sharing costs nothing). Zero weights
+produce no op at all.
+
+Scale: MobileNetV2 has millions of weights, so the datapath is built directly with the ops'
+constructors into the block (no text round trip, no greedy rewrite walk); each constructor
+computes its exact result type from `value_range`. See `Po2UnrollPass.apply`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from hashiflex.dialects import po2
+from hashiflex.golden.semantics import clamp_bounds
+
+
+def _polarity_sum(block: Block, terms: list[SSAValue], bias_term: int) -> SSAValue | None:
+    """
+    The sum of `terms` plus a non-negative constant `bias_term` (omitted when 0), or None
+    when there is nothing to add. A single term is returned as it is (no one-operand sum).
+    """
+    operands = list(terms)
+    if bias_term:
+        const = po2.ConstOp(bias_term)
+        block.add_op(const)
+        operands.append(const.result)
+    if not operands:
+        return None
+    if len(operands) == 1:
+        return operands[0]
+    total = po2.SumOp(operands)
+    block.add_op(total)
+    return total.result
+
+
+def _add(block: Block, op: Operation) -> SSAValue:
+    block.add_op(op)
+    return op.results[0]
+
+
+def build_datapath(conv: po2.Conv2dOp) -> Region:
+    """The single-block region of the unrolled op that replaces `conv`."""
+    in_t, out_t = conv.input.type, conv.output.type
+    assert isinstance(in_t, po2.ActType) and isinstance(out_t, po2.ActType)
+    cin, cout, groups = in_t.dims[0], out_t.dims[0], conv.num_groups
+    kh, kw = conv.kernel_hw
+    window = kh * kw
+    cin_g, cout_g = cin // groups, cout // groups
+
+    in_scalar = po2.scalar_type(in_t.fmt.bits, in_t.fmt.signed)
+    out_scalar = po2.scalar_type(out_t.fmt.bits, out_t.fmt.signed)
+    lo, hi = clamp_bounds(out_t.fmt, conv.act.data)
+    block = Block(arg_types=[in_scalar] * (cin * window))
+    args = block.args
+
+    codes = conv.weight_codes()  # (Cout, Cin_g, KH, KW)
+    bias = po2._array_prop(conv, "bias")
+    shifts = po2._array_prop(conv, "shift")
+
+    # One shifted copy per (window element, shift amount), shared by all output channels.
+    shifted: dict[tuple[int, int], SSAValue] = {}
+
+    def term(arg_index: int, amount: int) -> SSAValue:
+        if amount == 0:
+            return args[arg_index]
+        key = (arg_index, amount)
+        value = shifted.get(key)
+        if value is None:
+            shl = po2.ShlOp(args[arg_index], amount)
+            block.add_op(shl)
+            value = shifted[key] = shl.result
+        return value
+
+    outputs: list[SSAValue] = []
+    for o in range(cout):
+        # Flat indices of the nonzero codes of this channel, in (i, kh, kw) order, mapped to
+        # block arguments of the channel's group: arg = (g*Cin_g + i)*KH*KW + kh*KW + kw.
+        flat = codes[o].reshape(-1)
+        nz = np.flatnonzero(flat)
+        first_arg = (o // cout_g) * cin_g * window
+        pos: list[SSAValue] = []
+        neg: list[SSAValue] = []
+        for k, c in zip(nz.tolist(), flat[nz].tolist()):
+            (pos if c > 0 else neg).append(term(first_arg + k, abs(c) - 1))
+
+        b = int(bias[o])
+        if not pos and not neg:
+            # No weights: the channel is its bias, still requantised into the output format.
+            const = po2.ConstOp(b)
+            block.add_op(const)
+            acc = const.result
+        else:
+            p = _polarity_sum(block, pos, max(b, 0))
+            n = _polarity_sum(block, neg, max(-b, 0))
+            if p is None:
+                assert n is not None
+                acc = _add(block, po2.NegOp(n))
+            elif n is None:
+                acc = p
+            else:
+                acc = _add(block, po2.SubOp(p, n))
+        rescale = po2.RescaleOp(acc, int(shifts[o]), lo, hi, out_scalar)
+        block.add_op(rescale)
+        outputs.append(rescale.result)
+
+    block.add_op(po2.YieldOp(outputs))
+    return Region(block)
+
+
+def unroll_conv(conv: po2.Conv2dOp) -> po2.UnrolledConv2dOp:
+    """The unrolled op equivalent to `conv` (same layer name, geometry, act and type)."""
+    out_t = conv.output.type
+    assert isinstance(out_t, po2.ActType)
+    return po2.UnrolledConv2dOp(
+        conv.layer.data,
+        conv.input,
+        out_t,
+        kernel=conv.kernel_hw,
+        stride=conv.stride_hw,
+        padding=conv.pads,
+        groups=conv.num_groups,
+        act=conv.act.data,
+        body=build_datapath(conv),
+    )
+
+
+@dataclass(frozen=True)
+class Po2UnrollPass(ModulePass):
+    """Replace every po2.conv2d by its per-pixel shift/add datapath (po2.unrolled_conv2d)."""
+
+    name = "po2-unroll"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        # Collect first: the walk must not see the (large) regions it is creating.
+        convs = [o for o in op.walk() if isinstance(o, po2.Conv2dOp)]
+        for conv in convs:
+            Rewriter.replace_op(conv, unroll_conv(conv))
