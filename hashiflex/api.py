@@ -1,0 +1,343 @@
+"""
+The Python API of the flow, with the same shape as the `hashiflex` command:
+
+    module, quantized = import_model("tiny_cnn")            # torch -> po2 IR
+    result = golden(module, images)                          # golden model
+    design = compile("tiny_cnn", "out/tiny")                 # po2 -> hw -> SystemVerilog
+    sim = simulate("out/tiny", images, check=True)           # Verilator, bit-exact check
+
+Every user-facing failure raises a `hashiflex.errors.HashiflexError` with one line that
+names the file, layer or option at fault.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hashiflex.errors import DesignError, InputError, ModelError
+from hashiflex.progress import QUIET, Progress
+
+
+# ---------------------------------------------------------------------------
+# Models and data
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: "object"  # torch.nn.Module
+    input_shape: tuple[int, int, int]
+    example: "object | None" = None  # examples.ExampleSpec
+
+
+def parse_shape(text: str | tuple | None) -> tuple[int, int, int] | None:
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise InputError(f"--input-shape '{text}' is not C,H,W")
+    if len(dims) != 3 or min(dims) < 1:
+        raise InputError(f"--input-shape '{text}' must be three positive numbers C,H,W")
+    return dims  # type: ignore[return-value]
+
+
+def load_model(spec: str, input_shape: tuple[int, int, int] | None = None) -> LoadedModel:
+    """`path/to/file.py:factory` or the name of a shipped example."""
+    import torch
+
+    from hashiflex.examples import EXAMPLES, load_example
+
+    if spec in EXAMPLES:
+        example = EXAMPLES[spec]
+        shape = input_shape or example.input_shape
+        return LoadedModel(spec, load_example(spec), tuple(shape), example)
+    if ":" not in spec:
+        raise InputError(
+            f"'{spec}' is neither a shipped example ({', '.join(EXAMPLES)}) nor "
+            "path/to/file.py:factory"
+        )
+    path_text, factory_name = spec.rsplit(":", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise InputError(f"model file '{path}' does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"hashiflex_user_{path.stem}", path)
+    assert module_spec is not None and module_spec.loader is not None
+    user_module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(user_module)
+    except Exception as error:  # the user's code: report, don't trace back
+        raise ModelError(f"importing '{path}' failed: {type(error).__name__}: {error}")
+    factory = getattr(user_module, factory_name, None)
+    if not callable(factory):
+        raise InputError(f"'{path}' has no function '{factory_name}'")
+    try:
+        model = factory()
+    except Exception as error:
+        raise ModelError(f"{spec}() failed: {type(error).__name__}: {error}")
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"{spec}() returned a {type(model).__name__}, not a torch nn.Module")
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None) or getattr(user_module, "INPUT_SHAPE", None)
+    return LoadedModel(factory_name, model.eval(), tuple(input_shape) if input_shape else None)
+
+
+def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:
+    """A float32 NxCxHxW .npy, checked against the network's input shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file '{path}' does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"{what} file '{path}' is not a .npy array: {error}")
+    if array.ndim != 4:
+        raise InputError(
+            f"{what} '{path}' has shape {list(array.shape)}; expected float32 NxCxHxW (4-D)"
+        )
+    if input_shape is not None and tuple(array.shape[1:]) != tuple(input_shape):
+        raise InputError(
+            f"{what} '{path}' has images of shape {list(array.shape[1:])}; the network takes "
+            f"{list(input_shape)} (CxHxW)"
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{what} '{path}' holds {array.dtype}, expected float32 images")
+    if array.shape[0] == 0:
+        raise InputError(f"{what} '{path}' holds no images")
+    return array.astype(np.float32)
+
+
+def default_calibration(loaded: LoadedModel, progress: Progress) -> np.ndarray:
+    """The example's own training images, else uniform random images in [0, 1)."""
+    if loaded.input_shape is None:
+        raise InputError(
+            "the input shape is unknown: give --input-shape C,H,W or --calib X.npy"
+        )
+    if loaded.example is not None and loaded.name in ("tiny_cnn", "mobilenetv2_digits"):
+        from hashiflex.examples.digits import load_digits_split
+
+        x_train, _, _, _ = load_digits_split(size=loaded.input_shape[1])
+        return x_train[:256].numpy()
+    progress.say("no --calib given: calibrating on 64 uniform random images in [0, 1)")
+    rng = np.random.default_rng(0)
+    return rng.random((64, *loaded.input_shape), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Import and golden model
+# ---------------------------------------------------------------------------
+
+
+def import_model(
+    spec: str,
+    *,
+    calib: Path | str | np.ndarray | None = None,
+    input_shape: str | tuple | None = None,
+    act_bits: int = 8,
+    exp_bits: int = 3,
+    prune: float = 0.0,
+    npu_weight_bits: int = 8,
+    progress: Progress = QUIET,
+):
+    """Quantise a model and build its layer-level po2 IR; returns (ModuleOp, QuantizedModel)."""
+    import torch
+
+    from hashiflex.frontend import quant
+    from hashiflex.frontend.importer import ImportError_, graph_to_po2
+
+    loaded = load_model(spec, parse_shape(input_shape))
+    if isinstance(calib, np.ndarray):
+        calib_images = calib
+    elif calib is not None:
+        calib_images = load_images(calib, "calibration data", loaded.input_shape)
+    else:
+        calib_images = None
+    if loaded.input_shape is None and calib_images is not None:
+        loaded.input_shape = tuple(calib_images.shape[1:])
+    defaults = (act_bits, exp_bits, prune, npu_weight_bits) == (8, 3, 0.0, 8)
+    options = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits)
+    try:
+        with progress.step(f"quantising {loaded.name}"):
+            example = loaded.example
+            if (
+                example is not None
+                and calib_images is None
+                and defaults
+                and example.qat_checkpoint is not None
+                and example.qat_checkpoint.exists()
+            ):
+                from hashiflex.examples import load_quantized
+
+                progress.say(f"using the shipped QAT checkpoint of {loaded.name}")
+                quantized = load_quantized(loaded.name)
+            else:
+                if calib_images is None:
+                    calib_images = default_calibration(loaded, progress)
+                quantized = quant.quantize_ptq(
+                    loaded.module, torch.from_numpy(calib_images), **options
+                )
+        with progress.step("building po2 IR"):
+            module = graph_to_po2(quantized.graph, loaded.name)
+    except (quant.UnsupportedModelError, quant.ModelShapeError, ImportError_) as error:
+        raise ModelError(str(error))
+    return module, quantized
+
+
+def golden(module, images: np.ndarray, weights: dict | None = None):
+    """Run the golden model on float images; returns a GoldenResult (logits, classes)."""
+    from hashiflex.golden import model as golden_model
+
+    npu_w = None if weights is None else weights["weights"]
+    npu_b = None if weights is None else weights["bias"]
+    try:
+        return golden_model.run(module, images, npu_w, npu_b)
+    except golden_model.GoldenError as error:
+        raise InputError(str(error))
+
+
+def print_ir(module, path: Path | str) -> None:
+    """Write IR text, atomically: the file appears complete or not at all."""
+    from xdsl.printer import Printer
+
+    with atomic_file(path) as stream:
+        Printer(stream=stream).print_op(module)
+        stream.write("\n")
+
+
+def parse_ir(path: Path | str):
+    """Parse and verify an IR file, reporting errors as one-line InputErrors."""
+    from xdsl.parser import Parser
+    from xdsl.utils.exceptions import DiagnosticException, ParseError
+
+    from hashiflex.tools.registry import make_context
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"IR file '{path}' does not exist")
+    try:
+        module = Parser(make_context(), path.read_text(), str(path)).parse_module()
+        module.verify()
+    except ParseError as error:
+        raise InputError(f"'{path}' does not parse: {str(error).strip().splitlines()[-1].strip()}")
+    except DiagnosticException as error:
+        raise InputError(f"'{path}' does not verify: {str(error).strip().splitlines()[0]}")
+    return module
+
+
+def import_command(spec: str, out: Path, *, progress: Progress = QUIET, **options) -> None:
+    module, _ = import_model(spec, progress=progress, **options)
+    print_ir(module, out)
+    progress.say(f"wrote {out}")
+
+
+def load_weights(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file '{path}' does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+        return {"weights": data["weights"].astype(np.int64), "bias": data["bias"].astype(np.int64)}
+    except (KeyError, ValueError, OSError) as error:
+        raise InputError(f"'{path}' is not an NPU weights file (arrays 'weights', 'bias'): {error}")
+
+
+def golden_command(ir: Path, inputs: Path, out: Path, *, weights: Path | None = None, progress: Progress = QUIET) -> None:
+    from hashiflex.golden.model import input_type
+
+    module = parse_ir(ir)
+    images = load_images(inputs, "inputs", input_type(module).dims)
+    npu = load_weights(weights) if weights is not None else None
+    if npu is not None:
+        check_npu_weights(module, npu)
+    with progress.step(f"golden model on {len(images)} images"):
+        result = golden(module, images, npu)
+    with atomic_file(out, binary=True) as stream:
+        np.savez(stream, logits=result.logits, classes=result.classes, logits_frac=result.logits_frac)
+    progress.say(f"wrote {out}")
+
+
+def check_npu_weights(module, npu: dict) -> None:
+    """Weights must fit the NPU built into the design: shape and number range."""
+    from hashiflex.dialects import po2
+    from hashiflex.golden.semantics import type_range
+
+    ops = [op for op in module.walk() if isinstance(op, po2.NpuLinearOp)]
+    if len(ops) != 1:
+        raise DesignError("the design has no NPU classifier")
+    op = ops[0]
+    n, k = op.weights.get_shape()
+    w, b = npu["weights"], npu["bias"]
+    if w.ndim != 2 or w.shape[1] != k or w.shape[0] > n:
+        raise InputError(
+            f"NPU weights have shape {list(w.shape)}; the NPU takes [classes <= {n}, features {k}]"
+        )
+    if b.shape != (w.shape[0],):
+        raise InputError(f"NPU bias has shape {list(b.shape)}; expected [{w.shape[0]}]")
+    w_lo, w_hi = type_range(op.weight_bits.value.data, True)
+    b_lo, b_hi = type_range(op.bias_bits.value.data, True)
+    if w.min() < w_lo or w.max() > w_hi:
+        raise InputError(
+            f"an NPU weight lies outside the {op.weight_bits.value.data}-bit range [{w_lo}, {w_hi}]"
+        )
+    if b.min() < b_lo or b.max() > b_hi:
+        raise InputError(
+            f"an NPU bias lies outside the {op.bias_bits.value.data}-bit range [{b_lo}, {b_hi}]"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_file(path: Path | str, binary: bool = False) -> Iterator[io.IOBase]:
+    """Write to a temporary file beside `path` and move it into place only on success."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"'{path}' is a directory, expected a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as stream:
+            yield stream
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Build a directory beside `path`; replace `path` with it only when complete."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"'{path}' exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
