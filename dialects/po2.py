@@ -966,8 +966,10 @@ class SumOp(NaryScalarOp):
     traits = traits_def(Pure())
 
     def __init__(self, inputs: Sequence[SSAValue], typ: IntegerType | None = None):
-        ranges = [value_range(v) for v in inputs]
-        typ = typ or scalar_type_for_range(sum(r[0] for r in ranges), sum(r[1] for r in ranges))
+        if typ is None:
+            # Only when no type is given: over thousands of operands this walk dominates.
+            ranges = [value_range(v) for v in inputs]
+            typ = scalar_type_for_range(sum(r[0] for r in ranges), sum(r[1] for r in ranges))
         super().__init__(operands=[list(inputs)], result_types=[typ])
 
     def result_range(self) -> tuple[int, int]:

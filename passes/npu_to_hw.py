@@ -1,0 +1,695 @@
+"""
+The reprogrammable NPU classifier (`po2.npu_linear`) as an `hw.module` of hw/comb/seq.
+
+Contract (docs/semantics.md, "NPU linear"), bit exact:
+
+    logits[n] = bias[n] + sum_k W[n, k] * x[k]        (exact integers)
+    class     = the lowest n with logits[n] == max(logits)
+
+Unlike the frozen layers this is a real MAC array with a writable weight memory, so that a
+deployed chip can be fine-tuned by loading new classifier weights. The design:
+
+Lane organisation
+    `lanes` multipliers are arranged as `Lc` class lanes x `Lk` feature lanes
+    (`lane_organisation`). One image is processed in `G = ceil(N/Lc)` class groups, each in
+    `C = ceil(K/Lk)` feature chunks, group outer, chunk inner: in MAC step `(g, c)` lane
+    `(i, j)` multiplies `W[g*Lc + i, c*Lk + j]` by `x[c*Lk + j]`. Per class lane an adder
+    tree sums the `Lk` products (plus the bias on the first chunk) into a registered partial
+    sum, and an accumulator adds up the `C` partial sums; on the last chunk the result is
+    written into the logit register of class `g*Lc + i`. Out-of-range classes / features
+    (padding of the last group / chunk) have constant zero weights and cost nothing.
+    The factorisation minimises `G*C` for the given lane budget (ties: fewer multipliers,
+    then fewer class lanes); `lanes = N*K` is fully parallel (`Lc = N`, `Lk = K`, one step).
+
+Weight memory
+    Two banks of `N*K` weight words (`weight_bits`) and `N` bias words (`bias_bits`), each a
+    `seq.compreg` with a write enable (a mux), reset to `init_weights` / `init_bias` (zero if
+    not given). Per lane, a mux tree indexed by (chunk counter, group counter, image bank)
+    selects the weight; the feature is selected from the input register by the chunk
+    counter. Products are exact: operands extended to `weight_bits + in_bits` bits (sign- or
+    zero-extension of x per `in_signed`), then sign-extended to `logit_bits`; sums are in
+    `logit_bits`, which holds the worst case (`npu_logit_bits`), so nothing ever overflows.
+
+Timing (cycle numbers relative to the cycle `a` in which a vector is accepted)
+    a+1 .. a+M      MAC steps (stage S0: select, multiply, adder tree -> partial sum regs),
+                    M = G*C = `npu_cycles_per_image`
+    a+2 .. a+M+1    stage S1: accumulate, write back the logits of a finished group
+    a+M+2           argmax comparator tree over the logit registers (registered every
+                    `ARGMAX_LEVELS_PER_STAGE` levels when N >= 16: D extra cycles)
+    a+M+3+D         `out_valid` pulses, with `out_class` and `out_logits` (all registered)
+    The latency is `npu_latency = M + 3 + D`; the initiation interval is M (no fixed
+    overhead): the next vector is accepted in the cycle of the last MAC step of the
+    current one, and everything after S0 is a free-running pipeline without back pressure.
+
+Flow control (stall rule)
+    One input register holds the vector being processed (no separate pending slot).
+    A vector is accepted in every cycle with `in_valid && !stall`, where
+    `stall = in_valid && busy && !last_step`: the NPU can take a vector when it is idle or
+    in the last MAC step of the current image. `busy`/`last_step` are registered state, so
+    `stall` depends combinationally only on `in_valid` (no loop through the global stall).
+    Vectors that arrive at least M cycles apart (`lanes >= default_lanes(K, N, P)` with a
+    pipeline of P >= M cycles per image) are therefore never stalled.
+
+Banks and swap (swap rule)
+    `active` is the bank that new images use; writes (`we`, `waddr`, `wdata`) always go to
+    the shadow bank `!active` (as registered at the start of the write's cycle). Word
+    address `k*N + n` is `W[n, k]` (low `weight_bits` of `wdata`), `N*K + n` is `bias[n]`;
+    other addresses are ignored. The NPU counts accepted vectors since reset (`count`, 32
+    bits; the vector accepted when `count == i` is image i). A `swap` pulse samples
+    `swap_at`, the index of the first image that must use the new bank, and makes the swap
+    pending; a swap pulse while one is pending replaces it (its `swap_at` wins, still one
+    flip). When a vector is accepted with a swap pending and `count - swap_at >= 0` (32-bit
+    wrapping difference read as signed, so a `swap_at` already passed applies to the next
+    accepted image) the bank flips for that image and the swap is no longer pending. A
+    pulse in the same cycle as the acceptance of image `swap_at` applies to that image.
+    Each image latches its bank on acceptance and uses it for all its MAC steps, so every
+    image is classified entirely with one bank. Because the old active bank is read only by
+    images accepted before the flip, and the next image is accepted only in the last MAC
+    step of the previous one, a write never corrupts an image in the NPU. Writes made
+    between a swap pulse and the flip go into the bank about to become active (they are
+    seen by images >= swap_at); the host protocol is to load, swap, and load again only
+    after the swap took effect.
+
+`sv.namehint` attributes name the weight banks (`bank{b}_w_n{n}_k{k}`, `bank{b}_b_n{n}`),
+the input register, counters, partial sums (`psum_{i}`), accumulators (`acc_{i}`), logits
+(`logit_{n}`) and outputs, so that the SystemVerilog is readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from xdsl.dialects import comb, hw, seq
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerAttr, IntegerType, StringAttr, i32
+from xdsl.ir import Block, Operation, Region, SSAValue
+
+from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
+
+__all__ = [
+    "ARGMAX_LEVELS_PER_STAGE",
+    "ARGMAX_PIPELINE_MIN_CLASSES",
+    "COUNT_BITS",
+    "NpuPorts",
+    "build_npu_module",
+    "default_lanes",
+    "lane_organisation",
+    "npu_addr_bits",
+    "npu_argmax_stages",
+    "npu_class_bits",
+    "npu_cycles_per_image",
+    "npu_latency",
+]
+
+#: Width of the accepted-vector counter and of `swap_at`.
+COUNT_BITS = 32
+#: Comparator levels between argmax pipeline registers (when pipelined).
+ARGMAX_LEVELS_PER_STAGE = 2
+#: The argmax tree is pipelined from this many classes on.
+ARGMAX_PIPELINE_MIN_CLASSES = 16
+
+
+# ---------------------------------------------------------------------------------------
+# Sizing
+# ---------------------------------------------------------------------------------------
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def lane_organisation(K: int, N: int, lanes: int) -> tuple[int, int]:
+    """
+    `(Lc, Lk)`: class lanes x feature lanes (Lc*Lk <= lanes) minimising the MAC steps
+    `ceil(N/Lc) * ceil(K/Lk)`; ties go to fewer multipliers, then fewer class lanes.
+    Each factor is shrunk to the smallest value giving the same number of groups/chunks.
+    """
+    if K < 1 or N < 1:
+        raise ValueError(f"NPU needs K >= 1 and N >= 1, got K={K}, N={N}")
+    if lanes < 1:
+        raise ValueError(f"NPU needs at least one lane, got {lanes}")
+    lanes = min(lanes, N * K)
+    best: tuple[int, int, int, int] | None = None
+    for lc in range(1, min(N, lanes) + 1):
+        lk = min(K, lanes // lc)
+        groups, chunks = _ceil_div(N, lc), _ceil_div(K, lk)
+        lc_s, lk_s = _ceil_div(N, groups), _ceil_div(K, chunks)
+        key = (groups * chunks, lc_s * lk_s, lc_s, lk_s)
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    return best[2], best[3]
+
+
+def npu_cycles_per_image(K: int, N: int, lanes: int) -> int:
+    """
+    Cycles per image (initiation interval) of the NPU: `ceil(N/Lc) * ceil(K/Lk)` MAC steps,
+    no fixed overhead (the next vector is accepted during the last step; the pipeline after
+    the MAC loop has no back pressure). `== ceil(N*K/lanes)` whenever the factorisation is
+    perfect (e.g. lanes divides K, or is a multiple of K dividing N*K); `1` at `lanes = N*K`.
+    """
+    lc, lk = lane_organisation(K, N, lanes)
+    return _ceil_div(N, lc) * _ceil_div(K, lk)
+
+
+def npu_argmax_stages(N: int) -> int:
+    """Extra pipeline registers inside the argmax tree (0 below 16 classes)."""
+    levels = max(0, (N - 1).bit_length())
+    if N < ARGMAX_PIPELINE_MIN_CLASSES or levels <= ARGMAX_LEVELS_PER_STAGE:
+        return 0
+    return _ceil_div(levels, ARGMAX_LEVELS_PER_STAGE) - 1
+
+
+def npu_latency(K: int, N: int, lanes: int) -> int:
+    """
+    Cycles from the cycle a vector is accepted (`in_valid && !stall`) to the cycle its
+    `out_valid` is high: M MAC steps + 1 (S1 accumulate/write back) + 1 (argmax + output
+    register) + 1 (the accept cycle itself) + the argmax pipeline stages.
+    """
+    return npu_cycles_per_image(K, N, lanes) + 3 + npu_argmax_stages(N)
+
+
+def default_lanes(K: int, N: int, pipeline_cycles_per_image: int) -> int:
+    """The smallest lane count whose cycles per image are <= the pipeline's."""
+    p = max(1, int(pipeline_cycles_per_image))
+    lo, hi = 1, N * K  # cycles(N*K) == 1 <= p
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if npu_cycles_per_image(K, N, mid) <= p:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def npu_addr_bits(K: int, N: int) -> int:
+    """Width of `waddr`: holds word addresses 0 .. N*K + N - 1."""
+    return max(1, (N * K + N - 1).bit_length())
+
+
+def npu_class_bits(N: int) -> int:
+    """Width of `out_class`: max(1, ceil(log2 N))."""
+    return max(1, (N - 1).bit_length())
+
+
+class NpuPorts:
+    """Port names of the NPU module, in order (inputs, then outputs)."""
+
+    INPUTS = ("clk", "rst", "in_valid", "in_data", "we", "waddr", "wdata", "swap", "swap_at")
+    OUTPUTS = ("stall", "out_valid", "out_class", "out_logits")
+
+
+# ---------------------------------------------------------------------------------------
+# A small private builder (hw_builders.py may supersede it)
+# ---------------------------------------------------------------------------------------
+
+
+def _i(width: int) -> IntegerType:
+    return IntegerType(width)
+
+
+def _width(v: SSAValue) -> int:
+    t = v.type
+    assert isinstance(t, IntegerType), t
+    return t.width.data
+
+
+class _Builder:
+    """
+    Appends hw/comb/seq ops to a block; caches constants. Ops are made with `Op.create`
+    (the IRDL constructors cost 2-4x more per op); the module is verified by the tests.
+    """
+
+    def __init__(self, block: Block, clk: SSAValue, rst: SSAValue):
+        self.block = block
+        self.clk = clk
+        self.rst = rst
+        self._consts: dict[tuple[int, int], SSAValue] = {}
+        self._attrs: dict[tuple[int, int], IntegerAttr] = {}
+        self._placeholders: dict[int, hw.ConstantOp] = {}
+
+    def _int_attr(self, value: int, width: int) -> IntegerAttr:
+        key = (value, width)
+        if key not in self._attrs:
+            self._attrs[key] = IntegerAttr(value, width)
+        return self._attrs[key]
+
+    def _op(
+        self,
+        cls: type[Operation],
+        operands: Sequence[SSAValue],
+        rtype,
+        props: dict | None = None,
+        hint: str | None = None,
+    ) -> SSAValue:
+        attrs = {"sv.namehint": StringAttr(hint)} if hint is not None else {}
+        op = cls.create(operands=operands, result_types=[rtype], properties=props or {}, attributes=attrs)
+        self.block.add_op(op)
+        return op.results[0]
+
+    def const(self, value: int, width: int) -> SSAValue:
+        value &= (1 << width) - 1
+        key = (value, width)
+        if key not in self._consts:
+            t = _i(width)
+            self._consts[key] = self._op(
+                hw.ConstantOp, [], t, {"value": IntegerAttr(value, t, truncate_bits=True)}
+            )
+        return self._consts[key]
+
+    def is_const(self, v: SSAValue) -> int | None:
+        op = v.owner
+        if isinstance(op, hw.ConstantOp):
+            return op.value.value.data & ((1 << _width(v)) - 1)
+        return None
+
+    def add(self, a: SSAValue, b: SSAValue, hint: str | None = None) -> SSAValue:
+        if self.is_const(a) == 0:
+            return b
+        if self.is_const(b) == 0:
+            return a
+        return self._op(comb.AddOp, [a, b], a.type, hint=hint)
+
+    def sub(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.SubOp, [a, b], a.type)
+
+    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.MulOp, [a, b], a.type)
+
+    def and_(self, *vs: SSAValue, hint: str | None = None) -> SSAValue:
+        vs = tuple(v for v in vs if self.is_const(v) != (1 << _width(v)) - 1)
+        if not vs:
+            return self.const(1, 1)
+        return vs[0] if len(vs) == 1 and hint is None else self._op(comb.AndOp, vs, vs[0].type, hint=hint)
+
+    def or_(self, *vs: SSAValue) -> SSAValue:
+        vs = tuple(v for v in vs if self.is_const(v) != 0)
+        if not vs:
+            return self.const(0, 1)
+        return vs[0] if len(vs) == 1 else self._op(comb.OrOp, vs, vs[0].type)
+
+    def xor(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.XorOp, [a, b], a.type)
+
+    def not_(self, a: SSAValue) -> SSAValue:
+        c = self.is_const(a)
+        if c is not None:
+            return self.const(~c, _width(a))
+        return self.xor(a, self.const(-1, _width(a)))
+
+    _PRED = {"eq": 0, "ne": 1, "slt": 2, "sle": 3, "sgt": 4, "sge": 5, "ult": 6, "ule": 7, "ugt": 8, "uge": 9}
+
+    def icmp(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
+        return self._op(comb.ICmpOp, [a, b], _i(1), {"predicate": self._int_attr(self._PRED[pred], 64)})
+
+    def eq_const(self, a: SSAValue, value: int) -> SSAValue:
+        w = _width(a)
+        if w == 1:
+            return a if value & 1 else self.not_(a)
+        return self.icmp(a, self.const(value, w), "eq")
+
+    def mux(self, cond: SSAValue, t: SSAValue, f: SSAValue, hint: str | None = None) -> SSAValue:
+        if t is f:
+            return t
+        c = self.is_const(cond)
+        if c is not None:
+            return t if c else f
+        return self._op(comb.MuxOp, [cond, t, f], t.type, hint=hint)
+
+    def extract(self, v: SSAValue, low: int, width: int) -> SSAValue:
+        if low == 0 and width == _width(v):
+            return v
+        return self._op(comb.ExtractOp, [v], _i(width), {"lowBit": self._int_attr(low, 32)})
+
+    def concat(self, low_first: Sequence[SSAValue], hint: str | None = None) -> SSAValue:
+        """Concatenation, element 0 in the low bits (comb.concat is MSB first)."""
+        if len(low_first) == 1 and hint is None:
+            return low_first[0]
+        total = sum(_width(v) for v in low_first)
+        return self._op(comb.ConcatOp, list(reversed(low_first)), _i(total), hint=hint)
+
+    def resize(self, v: SSAValue, width: int, signed: bool) -> SSAValue:
+        """Sign/zero extension to, or truncation to, `width` bits."""
+        w = _width(v)
+        if w == width:
+            return v
+        if w > width:
+            return self.extract(v, 0, width)
+        c = self.is_const(v)
+        if c is not None:
+            if signed and c >> (w - 1):
+                c -= 1 << w
+            return self.const(c, width)
+        if signed:
+            msb = self.extract(v, w - 1, 1)
+            ext = self._op(comb.ReplicateOp, [msb], _i(width - w)) if width - w > 1 else msb
+        else:
+            ext = self.const(0, width - w)
+        return self.concat([v, ext])
+
+    _SEGMENTS = {
+        True: DenseArrayBase.from_list(i32, [1, 1, 1, 1, 0]),
+        False: DenseArrayBase.from_list(i32, [1, 1, 0, 0, 0]),
+    }
+
+    def reg(self, width: int, hint: str, reset: int | None = None) -> _Reg:
+        """A register whose next value is connected later with `_Reg.set`."""
+        t = _i(width)
+        if width not in self._placeholders:  # a never-inserted constant; replaced by set()
+            self._placeholders[width] = hw.ConstantOp.create(
+                result_types=[t], properties={"value": IntegerAttr(0, t)}
+            )
+        operands = [self._placeholders[width].result, self.clk]
+        if reset is not None:
+            operands += [self.rst, self.const(reset, width)]
+        op = seq.CompRegOp.create(
+            operands=operands,
+            result_types=[t],
+            attributes={"operandSegmentSizes": self._SEGMENTS[reset is not None], "sv.namehint": StringAttr(hint)},
+        )
+        self.block.add_op(op)
+        return _Reg(op)
+
+    def finish(self) -> None:
+        """Drop the register placeholders (every register must have been connected)."""
+        for ph in self._placeholders.values():
+            assert not ph.result.uses, "a register was never connected"
+            ph.erase()
+
+
+class _Reg:
+    def __init__(self, op: seq.CompRegOp):
+        self.op = op
+        self.q: SSAValue = op.results[0]
+
+    def set(self, next_value: SSAValue) -> None:
+        assert next_value.type == self.q.type, (next_value.type, self.q.type)
+        self.op.operands[0] = next_value
+
+
+_DC = object()  # a don't-care mux-tree leaf (an index that never occurs)
+
+
+def _mux_tree(b: _Builder, leaves: list, sel_bits: Sequence[SSAValue], zero: SSAValue) -> SSAValue:
+    """
+    `leaves[index]` where index = sum(sel_bits[i] << i); `leaves` has 2**len(sel_bits)
+    entries, each an SSA value, None (constant zero) or _DC (never selected).
+    Identical / don't-care halves cost no mux.
+    """
+    level = list(leaves)
+    for bit in sel_bits:
+        nxt = []
+        for lo, hi in zip(level[0::2], level[1::2]):
+            if hi is _DC or hi is lo:
+                nxt.append(lo)
+            elif lo is _DC:
+                nxt.append(hi)
+            else:
+                lo_v = zero if lo is None else lo
+                hi_v = zero if hi is None else hi
+                nxt.append(b.mux(bit, hi_v, lo_v))
+        level = nxt
+    assert len(level) == 1
+    out = level[0]
+    return zero if out is None or out is _DC else out
+
+
+def _bits_of(b: _Builder, v: SSAValue | None, count: int) -> list[SSAValue]:
+    return [b.extract(v, i, 1) for i in range(count)] if v is not None else []
+
+
+def _adder_tree(b: _Builder, terms: list[SSAValue], zero: SSAValue) -> SSAValue:
+    """A balanced tree of binary comb.add (all terms the same width)."""
+    if not terms:
+        return zero
+    level = list(terms)
+    while len(level) > 1:
+        nxt = [b.add(x, y) for x, y in zip(level[0::2], level[1::2])]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+# ---------------------------------------------------------------------------------------
+# The module
+# ---------------------------------------------------------------------------------------
+
+
+def build_npu_module(
+    name: str,
+    *,
+    in_features: int,
+    out_features: int,
+    in_bits: int,
+    in_signed: bool,
+    weight_bits: int,
+    bias_bits: int,
+    logit_bits: int,
+    lanes: int,
+    init_weights: np.ndarray | None = None,
+    init_bias: np.ndarray | None = None,
+) -> hw.HWModuleOp:
+    """
+    The NPU as one `hw.module` named `name`, ports (see the module docstring for behaviour):
+
+        in:  clk !seq.clock, rst i1, in_valid i1, in_data i(K*in_bits),
+             we i1, waddr i(npu_addr_bits), wdata i(bias_bits), swap i1, swap_at i32
+        out: stall i1, out_valid i1, out_class i(npu_class_bits(N)), out_logits i(N*logit_bits)
+    """
+    K, N = int(in_features), int(out_features)
+    IB, WB, BB, LB = int(in_bits), int(weight_bits), int(bias_bits), int(logit_bits)
+    if K < 1 or N < 1 or IB < 1 or WB < 2 or BB < 2:
+        raise ValueError(f"bad NPU shape/widths K={K} N={N} in_bits={IB} weight_bits={WB} bias_bits={BB}")
+    need = npu_logit_bits(K, Format(IB, bool(in_signed), 0), WB, BB)
+    if LB < need:
+        raise ValueError(f"logit_bits {LB} cannot hold the worst case ({need} bits needed)")
+    w_lo, w_hi = type_range(WB, True)
+    b_lo, b_hi = type_range(BB, True)
+    W0 = np.zeros((N, K), dtype=np.int64) if init_weights is None else np.asarray(init_weights, dtype=np.int64)
+    B0 = np.zeros((N,), dtype=np.int64) if init_bias is None else np.asarray(init_bias, dtype=np.int64).reshape(-1)
+    if W0.shape != (N, K) or B0.shape != (N,):
+        raise ValueError(f"init weights {W0.shape} / bias {B0.shape} must be ({N}, {K}) / ({N},)")
+    if W0.size and (W0.min() < w_lo or W0.max() > w_hi):
+        raise ValueError(f"an initial weight lies outside [{w_lo}, {w_hi}]")
+    if B0.min() < b_lo or B0.max() > b_hi:
+        raise ValueError(f"an initial bias lies outside [{b_lo}, {b_hi}]")
+
+    Lc, Lk = lane_organisation(K, N, lanes)
+    G, C = _ceil_div(N, Lc), _ceil_div(K, Lk)
+    gb = (G - 1).bit_length()  # 0 when G == 1 (no counter)
+    cb = (C - 1).bit_length()
+    A = npu_addr_bits(K, N)
+    CB = npu_class_bits(N)
+    PW = WB + IB  # exact product width
+
+    in_ports = [
+        ("clk", seq.ClockType()),
+        ("rst", _i(1)),
+        ("in_valid", _i(1)),
+        ("in_data", _i(K * IB)),
+        ("we", _i(1)),
+        ("waddr", _i(A)),
+        ("wdata", _i(BB)),
+        ("swap", _i(1)),
+        ("swap_at", _i(COUNT_BITS)),
+    ]
+    out_ports = [
+        ("stall", _i(1)),
+        ("out_valid", _i(1)),
+        ("out_class", _i(CB)),
+        ("out_logits", _i(N * LB)),
+    ]
+    ports = [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.INPUT)) for n, t in in_ports]
+    ports += [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.OUTPUT)) for n, t in out_ports]
+    block = Block(arg_types=[t for _, t in in_ports])
+    args = dict(zip((n for n, _ in in_ports), block.args))
+    for (n, _), arg in zip(in_ports, block.args):
+        arg.name_hint = n
+    b = _Builder(block, args["clk"], args["rst"])
+    one = b.const(1, 1)
+
+    # ---------------- control state ----------------
+    busy = b.reg(1, "npu_busy", reset=0)
+    c_reg = b.reg(cb, "npu_chunk", reset=0) if cb else None
+    g_reg = b.reg(gb, "npu_group", reset=0) if gb else None
+    count = b.reg(COUNT_BITS, "npu_count", reset=0)
+    pend = b.reg(1, "npu_swap_pending", reset=0)
+    pend_at = b.reg(COUNT_BITS, "npu_swap_at", reset=0)
+    active = b.reg(1, "npu_active_bank", reset=0)
+    cur_bank = b.reg(1, "npu_image_bank", reset=0)
+    xreg = b.reg(K * IB, "npu_x")
+
+    c_last = b.eq_const(c_reg.q, C - 1) if c_reg else one
+    g_last = b.eq_const(g_reg.q, G - 1) if g_reg else one
+    c_first = b.eq_const(c_reg.q, 0) if c_reg else one
+    t_last = b.and_(c_last, g_last)
+    can_accept = b.or_(b.not_(busy.q), t_last)
+    stall = b.and_(args["in_valid"], b.not_(can_accept), hint="npu_stall")
+    accept = b.and_(args["in_valid"], can_accept, hint="npu_accept")
+
+    busy.set(b.or_(accept, b.and_(busy.q, b.not_(t_last))))
+    if c_reg:
+        c_inc = b.add(c_reg.q, b.const(1, cb))
+        c_reg.set(b.mux(b.and_(busy.q, b.not_(c_last)), c_inc, b.const(0, cb)))
+    if g_reg:
+        g_inc = b.mux(g_last, b.const(0, gb), b.add(g_reg.q, b.const(1, gb)))
+        g_reg.set(b.mux(b.and_(busy.q, c_last), g_inc, g_reg.q))
+    xreg.set(b.mux(accept, args["in_data"], xreg.q))
+    count.set(b.add(count.q, b.resize(accept, COUNT_BITS, False)))
+
+    # swap: an incoming pulse replaces a pending swap and counts in its own cycle
+    eff_pend = b.or_(args["swap"], pend.q)
+    eff_at = b.mux(args["swap"], args["swap_at"], pend_at.q)
+    diff = b.sub(count.q, eff_at)
+    reached = b.not_(b.extract(diff, COUNT_BITS - 1, 1))  # count - swap_at >= 0 (wrapping)
+    flip = b.and_(accept, eff_pend, reached, hint="npu_swap_now")
+    new_active = b.xor(active.q, flip)
+    active.set(new_active)
+    pend.set(b.and_(eff_pend, b.not_(flip)))
+    pend_at.set(eff_at)
+    cur_bank.set(b.mux(accept, new_active, cur_bank.q))
+
+    # ---------------- weight memory: two banks ----------------
+    we, waddr, wdata = args["we"], args["waddr"], args["wdata"]
+    wdata_w = b.extract(wdata, 0, WB)
+    we_bank = [b.and_(we, active.q), b.and_(we, b.not_(active.q))]  # shadow = !active
+    wregs: list[list[list[SSAValue]]] = [[[None] * K for _ in range(N)] for _ in range(2)]  # type: ignore[list-item]
+    bregs: list[list[SSAValue]] = [[None] * N for _ in range(2)]  # type: ignore[list-item]
+    for k in range(K):
+        for n in range(N):
+            hit = b.eq_const(waddr, k * N + n)
+            for bank in range(2):
+                r = b.reg(WB, f"bank{bank}_w_n{n}_k{k}", reset=int(W0[n, k]))
+                r.set(b.mux(b.and_(we_bank[bank], hit), wdata_w, r.q))
+                wregs[bank][n][k] = r.q
+    for n in range(N):
+        hit = b.eq_const(waddr, N * K + n)
+        for bank in range(2):
+            r = b.reg(BB, f"bank{bank}_b_n{n}", reset=int(B0[n]))
+            r.set(b.mux(b.and_(we_bank[bank], hit), wdata, r.q))
+            bregs[bank][n] = r.q
+
+    # ---------------- stage S0: select, multiply, adder tree ----------------
+    c_bits = _bits_of(b, c_reg.q if c_reg else None, cb)
+    g_bits = _bits_of(b, g_reg.q if g_reg else None, gb)
+    bank_bit = cur_bank.q
+    zero_w, zero_x, zero_l = b.const(0, WB), b.const(0, IB), b.const(0, LB)
+    xs = [b.extract(xreg.q, k * IB, IB) for k in range(K)]
+
+    # feature lane j: x[c*Lk + j], shared by all class lanes
+    x_lane: list[SSAValue] = []
+    for j in range(Lk):
+        leaves = []
+        for c in range(1 << cb):
+            k = c * Lk + j
+            leaves.append(_DC if c >= C else (xs[k] if k < K else None))
+        x_lane.append(b.resize(_mux_tree(b, leaves, c_bits, zero_x), PW, bool(in_signed)))
+
+    psum_regs = []
+    for i in range(Lc):
+        terms = []
+        for j in range(Lk):
+            # index = c | g << cb | bank << (cb + gb)
+            leaves = []
+            for bank in range(2):
+                for g in range(1 << gb):
+                    for c in range(1 << cb):
+                        n, k = g * Lc + i, c * Lk + j
+                        if g >= G or c >= C:
+                            leaves.append(_DC)
+                        elif n >= N or k >= K:
+                            leaves.append(None)
+                        else:
+                            leaves.append(wregs[bank][n][k])
+            if all(leaf is None or leaf is _DC for leaf in leaves):
+                continue  # this lane only ever sees padding
+            w = _mux_tree(b, leaves, c_bits + g_bits + [bank_bit], zero_w)
+            prod = b.mul(b.resize(w, PW, True), x_lane[j])
+            terms.append(b.resize(prod, LB, True))
+        bleaves = []
+        for bank in range(2):
+            for g in range(1 << gb):
+                n = g * Lc + i
+                bleaves.append(_DC if g >= G else (bregs[bank][n] if n < N else None))
+        bias = b.resize(_mux_tree(b, bleaves, g_bits + [bank_bit], b.const(0, BB)), LB, True)
+        terms.append(b.mux(c_first, bias, zero_l))
+        psum = b.reg(LB, f"psum_{i}")
+        psum.set(_adder_tree(b, terms, zero_l))
+        psum_regs.append(psum)
+
+    v1 = b.reg(1, "s1_valid", reset=0)
+    v1.set(busy.q)
+    first1 = last1 = g1 = None
+    if C > 1:
+        first1 = b.reg(1, "s1_first")
+        first1.set(c_first)
+        last1 = b.reg(1, "s1_last")
+        last1.set(c_last)
+    if G > 1:
+        g1 = b.reg(gb, "s1_group")
+        g1.set(g_reg.q)
+
+    # ---------------- stage S1: accumulate, write back ----------------
+    acc_next = []
+    for i in range(Lc):
+        if C > 1:
+            acc = b.reg(LB, f"acc_{i}")
+            nxt = b.add(b.mux(first1.q, zero_l, acc.q), psum_regs[i].q)
+            acc.set(nxt)
+            acc_next.append(nxt)
+        else:
+            acc_next.append(psum_regs[i].q)
+    wb_base = b.and_(v1.q, last1.q) if last1 else v1.q
+    logits = []
+    for n in range(N):
+        g, i = divmod(n, Lc)
+        en = b.and_(wb_base, b.eq_const(g1.q, g)) if g1 else wb_base
+        r = b.reg(LB, f"logit_{n}")
+        r.set(b.mux(en, acc_next[i], r.q))
+        logits.append(r.q)
+    lv = b.reg(1, "logits_valid", reset=0)
+    lv.set(b.and_(wb_base, b.eq_const(g1.q, G - 1)) if g1 else wb_base)
+
+    # ---------------- argmax (lowest index wins ties) ----------------
+    nodes: list[tuple[SSAValue, SSAValue]] = [(logits[n], b.const(n, CB)) for n in range(N)]
+    valid, vec = lv.q, b.concat(logits)
+    pipelined = npu_argmax_stages(N) > 0
+    level = 0
+    stage = 0
+    while len(nodes) > 1:
+        nxt = []
+        for (av, ai), (bv, bi) in zip(nodes[0::2], nodes[1::2]):
+            take_b = b.icmp(bv, av, "sgt")  # strictly greater: ties keep the lower index
+            nxt.append((b.mux(take_b, bv, av), b.mux(take_b, bi, ai)))
+        if len(nodes) % 2:
+            nxt.append(nodes[-1])
+        nodes = nxt
+        level += 1
+        if pipelined and level % ARGMAX_LEVELS_PER_STAGE == 0 and len(nodes) > 1:
+            stage += 1
+            regd = []
+            for m, (v, ix) in enumerate(nodes):
+                rv = b.reg(LB, f"argmax{stage}_v{m}")
+                rv.set(v)
+                ri = b.reg(CB, f"argmax{stage}_i{m}")
+                ri.set(ix)
+                regd.append((rv.q, ri.q))
+            nodes = regd
+            rvalid = b.reg(1, f"argmax{stage}_valid", reset=0)
+            rvalid.set(valid)
+            rvec = b.reg(N * LB, f"argmax{stage}_logits")
+            rvec.set(vec)
+            valid, vec = rvalid.q, rvec.q
+    assert stage == npu_argmax_stages(N)
+
+    out_valid = b.reg(1, "out_valid_r", reset=0)
+    out_valid.set(valid)
+    out_class = b.reg(CB, "out_class_r")
+    out_class.set(nodes[0][1])
+    out_logits = b.reg(N * LB, "out_logits_r")
+    out_logits.set(vec)
+
+    block.add_op(hw.OutputOp([stall, out_valid.q, out_class.q, out_logits.q]))
+    b.finish()
+    return hw.HWModuleOp(StringAttr(name), hw.ModuleType(ArrayAttr(ports)), Region(block))

@@ -1,0 +1,78 @@
+"""Builders shared by the pytest tests: small po2 modules made with the ops' constructors."""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.builder import Builder
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Region
+
+from hashiflex.dialects import po2
+from hashiflex.golden.semantics import Format, conv_shift
+
+
+def conv_out_hw(h, w, kernel, stride, pads):
+    kh, kw = kernel
+    sh, sw = stride
+    top, left, bottom, right = pads
+    return (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+
+
+def conv_module(
+    in_shape,
+    in_fmt: Format,
+    out_fmt: Format,
+    codes: np.ndarray,
+    *,
+    exp_base,
+    bias,
+    stride=(1, 1),
+    padding=(0, 0, 0, 0),
+    groups=1,
+    act="none",
+    exp_bits=3,
+) -> ModuleOp:
+    """`func.func @main(%x: !po2.act<in>) -> !po2.act<out>` holding one po2.conv2d."""
+    c, h, w = in_shape
+    in_t = po2.ActType(in_shape, in_fmt)
+    oh, ow = conv_out_hw(h, w, codes.shape[2:], stride, padding)
+    out_t = po2.ActType((codes.shape[0], oh, ow), out_fmt)
+    block = Block(arg_types=[in_t])
+    conv = po2.Conv2dOp(
+        "conv", block.args[0], out_t, weights=codes, exp_base=exp_base, bias=bias,
+        stride=stride, padding=padding, groups=groups, act=act, exp_bits=exp_bits,
+    )
+    block.add_ops([conv, func.ReturnOp(conv.output)])
+    fn = func.FuncOp("main", ([in_t], [out_t]), Region(block))
+    return ModuleOp([fn])
+
+
+def parse(text: str, verify: bool = True) -> ModuleOp:
+    """Parse po2 IR text in the tools' context (optionally without verifying it)."""
+    from xdsl.parser import Parser
+
+    from hashiflex.tools.registry import make_context
+
+    module = Parser(make_context(), text).parse_module()
+    if verify:
+        module.verify()
+    return module
+
+
+def apply(module: ModuleOp, *passes) -> ModuleOp:
+    """Apply passes in order, verifying after each, as po2-opt does."""
+    from xdsl.context import Context
+
+    for p in passes:
+        p.apply(Context(), module)
+        module.verify()
+    return module
+
+
+def extreme_batch(rng: np.random.Generator, shape, fmt: Format, n_random: int = 3) -> np.ndarray:
+    """Random images of the format plus an all-max and an all-min image."""
+    rand = rng.integers(fmt.lo, fmt.hi + 1, (n_random, *shape))
+    return np.concatenate(
+        [rand, np.full((1, *shape), fmt.hi), np.full((1, *shape), fmt.lo)]
+    ).astype(np.int64)
