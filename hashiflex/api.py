@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import sys
@@ -313,6 +314,7 @@ def atomic_file(path: Path | str, binary: bool = False) -> Iterator[io.IOBase]:
     try:
         with os.fdopen(fd, "wb" if binary else "w") as stream:
             yield stream
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -328,6 +330,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         raise InputError(f"'{path}' exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o755)
     try:
         yield tmp
         if path.exists():
@@ -341,3 +344,214 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ---------------------------------------------------------------------------
+# Compile
+# ---------------------------------------------------------------------------
+
+DESIGN_FORMAT = "hashiflex-design/1"
+
+
+@dataclass
+class Design:
+    """A compiled design directory and what `design.json` says of it."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.path / "report.json").read_text())
+
+    def file(self, key: str) -> Path:
+        return self.path / self.manifest["files"][key]
+
+
+def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET):
+    """Run the hardening pipeline in place: unroll, canonicalise, infer widths, to hw."""
+    from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
+    from hashiflex.passes.po2_infer_widths import Po2InferWidthsPass
+    from hashiflex.passes.po2_to_hw import Po2ToHwPass
+    from hashiflex.passes.po2_unroll import Po2UnrollPass
+    from hashiflex.tools.registry import make_context
+    from xdsl.utils.exceptions import DiagnosticException
+
+    ctx = make_context()
+    pipeline = [
+        Po2UnrollPass(),
+        Po2CanonicalizePass(),
+        Po2InferWidthsPass(),
+        Po2ToHwPass(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes),
+    ]
+    for pass_ in pipeline:
+        with progress.step(f"pass {pass_.name}"):
+            try:
+                pass_.apply(ctx, module)
+            except DiagnosticException as error:
+                raise ModelError(f"{pass_.name}: {str(error).strip().splitlines()[0]}")
+    return module
+
+
+def _npu_op(module):
+    from hashiflex.dialects import po2
+
+    ops = [op for op in module.walk() if isinstance(op, po2.NpuLinearOp)]
+    return ops[0] if ops else None
+
+
+def compile(
+    spec: str,
+    out: Path | str,
+    *,
+    clock_mhz: float = 1000.0,
+    levels_per_stage: int = 2,
+    npu_lanes: int = 0,
+    progress: Progress = QUIET,
+    **quant_options,
+) -> Design:
+    """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    from hashiflex.backends.sv_emitter import emit_sv
+    from hashiflex.golden.model import find_network, input_type
+    from hashiflex.passes.po2_to_hw import design_report
+
+    if clock_mhz <= 0:
+        raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
+    if npu_lanes < 0 or levels_per_stage < 1:
+        raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    out = Path(out)
+    module, quantized = import_model(spec, progress=progress, **quant_options)
+    name = find_network(module).sym_name.data
+    in_t = input_type(module)
+    npu = _npu_op(module)
+    if npu is None:
+        raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
+    with atomic_dir(out) as tmp:
+        print_ir(module, tmp / "model.po2.mlir")
+        np.savez(
+            tmp / "params.npz",
+            npu_weights=npu.weight_matrix(),
+            npu_bias=np.asarray(list(npu.bias.iter_values()), dtype=np.int64),
+        )
+        lower_to_hw(module, levels_per_stage=levels_per_stage, npu_lanes=npu_lanes, progress=progress)
+        with progress.step("writing hw IR"):
+            print_ir(module, tmp / "model.hw.mlir")
+        hw_report = design_report(module)
+        top = hw_report["top"]["module"]
+        (tmp / "rtl").mkdir()
+        with progress.step("emitting SystemVerilog"):
+            with open(tmp / "rtl" / f"{top}.sv", "w") as stream:
+                emit_sv(module, stream)
+        report = build_report(hw_report, clock_mhz)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        ports = _top_ports(module, top)
+        manifest = {
+            "format": DESIGN_FORMAT,
+            "name": name,
+            "top": top,
+            "input_shape": list(in_t.dims),
+            "input_format": {"bits": in_t.fmt.bits, "signed": in_t.fmt.signed, "frac": in_t.fmt.frac},
+            "classes": npu.weights.get_shape()[0],
+            "features": npu.weights.get_shape()[1],
+            "logit_bits": npu.output.type.fmt.bits,
+            "logits_frac": npu.output.type.fmt.frac,
+            "npu_weight_bits": npu.weight_bits.value.data,
+            "npu_bias_bits": npu.bias_bits.value.data,
+            "ports": ports,
+            "files": {
+                "sv": [f"rtl/{top}.sv"],
+                "po2": "model.po2.mlir",
+                "hw": "model.hw.mlir",
+                "params": "params.npz",
+                "report": "report.json",
+            },
+        }
+        (tmp / "design.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    summary = report
+    progress.say(
+        f"wrote {out}: {summary['cycles_per_image']} cycles/image, "
+        f"{summary['images_per_second']:.3g} images/s at {clock_mhz:g} MHz, "
+        f"{summary['adders']} adders, {summary['register_bits']} register bits"
+    )
+    return Design(out, manifest)
+
+
+def _top_ports(module, top: str) -> dict:
+    from xdsl.dialects import hw
+
+    for op in module.ops:
+        if isinstance(op, hw.HWModuleOp) and op.sym_name.data == top:
+            return {
+                p.port_name.data: {
+                    "dir": "in" if p.dir.data == hw.Direction.INPUT else "out",
+                    "width": getattr(p.type, "width", None).data if hasattr(p.type, "width") else 1,
+                }
+                for p in op.module_type.ports.data
+            }
+    raise DesignError(f"no top module '{top}' in the hw IR")
+
+
+def build_report(hw_report: dict, clock_mhz: float) -> dict:
+    """report.json: throughput model, totals and one entry per layer."""
+    top = hw_report["top"]
+    layers = hw_report["layers"]
+    npu = next((l for l in layers if l.get("kind") == "npu"), None)
+    pipeline_cycles = top["cycles_per_image"]
+    npu_cycles = npu.get("cycles_per_image", 0) if npu else 0
+    cycles = max(pipeline_cycles, npu_cycles)
+    totals = hw_report["totals"]
+    return {
+        "cycles_per_image": cycles,
+        "pipeline_cycles_per_image": pipeline_cycles,
+        "npu_cycles_per_image": npu_cycles,
+        "npu_is_bottleneck": npu_cycles > pipeline_cycles,
+        "latency_cycles": top.get("latency_cycles", 0),
+        "clock_mhz": clock_mhz,
+        "images_per_second": clock_mhz * 1e6 / cycles,
+        "images_per_second_without_npu": clock_mhz * 1e6 / pipeline_cycles,
+        "npu_lanes": npu.get("lanes", 0) if npu else 0,
+        "npu_weight_bits": npu.get("weight_bits", 0) if npu else 0,
+        "npu_weight_memory_bits": npu.get("weight_memory_bits", 0) if npu else 0,
+        "adders": totals["adders"],
+        "register_bits": totals["register_bits"],
+        "line_buffer_bits": totals["line_buffer_bits"],
+        "nonzero_weights": totals["nonzero_weights"],
+        "max_comb_adder_levels": totals["max_comb_adder_levels"],
+        "layers": [
+            {
+                "name": l.get("layer"),
+                "module": l.get("module"),
+                "kind": l.get("kind"),
+                "input_shape": l.get("input_shape"),
+                "output_shape": l.get("output_shape"),
+                "nonzero_weights": l.get("nonzero_weights", 0),
+                "adders": l.get("adders", 0),
+                "register_bits": l.get("register_bits", 0),
+                "line_buffer_bits": l.get("line_buffer_bits", 0),
+                "pipeline_stages": l.get("pipeline_stages", 0),
+                "comb_adder_levels": l.get("comb_adder_levels", 0),
+                **{k: l[k] for k in ("kernel", "stride", "padding", "groups", "fifo_depths", "lanes") if k in l},
+            }
+            for l in layers
+        ],
+    }
+
+
+def open_design(path: Path | str) -> Design:
+    path = Path(path)
+    manifest_path = path / "design.json"
+    if not path.is_dir():
+        raise DesignError(f"'{path}' is not a directory (expected a design written by `hashiflex compile`)")
+    if not manifest_path.is_file():
+        raise DesignError(f"'{path}' is not a compiled design: it has no design.json")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise DesignError(f"'{manifest_path}' is corrupt: {error}")
+    if manifest.get("format") != DESIGN_FORMAT:
+        raise DesignError(f"'{path}' was written by another version (format {manifest.get('format')!r})")
+    for key, rel in manifest["files"].items():
+        for item in rel if isinstance(rel, list) else [rel]:
+            if not (path / item).is_file():
+                raise DesignError(f"design '{path}' is incomplete: {item} is missing")
+    return Design(path, manifest)

@@ -820,7 +820,15 @@ class NetworkLowering:
             raise LoweringError(f"@{fn.sym_name.data} has no func.return")
         if npu_op is not None and result is not npu_op.output:
             raise LoweringError("the network must return the result of its po2.npu_linear")
-        self.modules.append(self.build_top(sv_name(top_name), in_t, plan, result, npu_op))
+        # Latency model: image 0's pixels are accepted one per cycle from cycle 0; its result
+        # needs input pixel `need[-1]`, then at most `lat_hi` cycles of layer pipelines and
+        # the NPU's own latency. Simulation measures the same quantity.
+        final = timing[result]
+        npu_latency = next((hw_.latency for op, hw_, _ in plan if op is npu_op), 0)
+        latency = int(final.need[-1]) + final.lat_hi + npu_latency
+        self.modules.append(
+            self.build_top(sv_name(top_name), in_t, plan, result, npu_op, latency)
+        )
         return self.modules
 
     def build_npu(self, op: po2.NpuLinearOp, name: str, frame_pixels: int) -> LayerHw:
@@ -848,6 +856,9 @@ class NetworkLowering:
             "input_shape": list(x_t.dims),
             "output_shape": list(y_t.dims),
             "lanes": lanes,
+            "weight_bits": op.weight_bits.value.data,
+            # two banks of N*K weights and N biases (see npu_to_hw)
+            "weight_memory_bits": 2 * (n * k * op.weight_bits.value.data + n * op.bias_bits.value.data),
             "cycles_per_image": npu_to_hw.npu_cycles_per_image(k, n, lanes),
             "pipeline_stages": npu_to_hw.npu_latency(k, n, lanes),
         }
@@ -855,8 +866,26 @@ class NetworkLowering:
             module.attributes[REPORT_ATTR] = _to_attr(report)
         return LayerHw(module, npu_to_hw.npu_latency(k, n, lanes), report)
 
+    @staticmethod
+    def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSAValue,
+                       npu_inst: hw.InstanceOp) -> None:
+        """
+        The NPU flips weight banks at an image boundary given by `swap_at`: the number of
+        images whose first pixel the top had accepted *before* the cycle of the swap pulse.
+        So every image is classified with the weights that were current when it entered,
+        however many images are still in flight inside the pipeline.
+        """
+        pixels_per_image = in_t.dims[1] * in_t.dims[2]
+        accept = hb.and_(in_valid, en)
+        pixel = hb.counter(pixels_per_image - 1, accept, name="in_pixel")
+        first_pixel = hb.and_(accept, hb.eq_const(pixel, 0))
+        started, reg = hb.feedback_reg(32, 0, "images_started")
+        hb.close_loop(reg, hb.mux(first_pixel, hb.add_wrap(started, hb.const(1, 32)), started))
+        names = [n.data for n in npu_inst.arg_names.data]
+        npu_inst.operands[names.index("swap_at")] = started
+
     def build_top(self, name: str, in_t: po2.ActType, plan, result: SSAValue,
-                  npu_op: po2.NpuLinearOp | None) -> hw.HWModuleOp:
+                  npu_op: po2.NpuLinearOp | None, latency_cycles: int = 0) -> hw.HWModuleOp:
         ins: list[tuple[str, Attribute]] = [
             ("clk", seq.ClockType()), ("rst", i1), ("in_valid", i1),
             ("in_data", IntegerType(stream_bits(in_t)))]
@@ -916,6 +945,7 @@ class NetworkLowering:
             namehint(en.owner, "en")
             for inst in gated:
                 inst.operands[2] = en
+            self._drive_swap_at(hb, in_t, a["in_valid"], en, npu_inst)
             values = {"in_ready": en, "out_valid": results["out_valid"],
                       "out_class": results["out_class"], "out_logits": results["out_logits"]}
         else:
@@ -929,5 +959,6 @@ class NetworkLowering:
             "output_shape": list(_act_type(result).dims),
             "cycles_per_image": in_t.dims[1] * in_t.dims[2] if len(in_t.dims) == 3 else 1,
             "pipeline_stages": sum(l.get("pipeline_stages", 0) for l in layers),
+            "latency_cycles": latency_cycles,
         }
         return shell.finish(values, report)
