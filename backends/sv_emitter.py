@@ -11,9 +11,11 @@ single warning and without waivers, in the spirit of CIRCT's ExportVerilog:
   unique within its module.
 * A value used once is emitted inline in its user's expression, a value used several times
   (or carrying a name hint, or too big to inline) becomes a `wire`. Only the bits that are
-  actually read are declared: a wire whose users only extract some bit ranges is declared
-  with those ranges (one wire per contiguous used range), because Verilator rightly flags
-  declared bits that nothing reads (UNUSEDSIGNAL).
+  actually read are declared: a wire or register whose users only extract some bit ranges
+  is declared with those ranges (one declaration per contiguous range, `[hi:lo]` in the
+  value's own numbering), because Verilator rightly flags declared bits that nothing reads
+  (UNUSEDSIGNAL). A register passes the demand for its bits on to its input, so chains of
+  pipeline registers narrow together.
 * Ops whose results nothing reads are not emitted at all (dead code elimination from the
   module outputs and instance inputs), so dead logic never produces an unused signal.
 * Widths are exact everywhere: every inlined expression sits in a context of its own width;
@@ -21,13 +23,16 @@ single warning and without waivers, in the spirit of CIRCT's ExportVerilog:
   `$signed` and are wrapped in `$unsigned` so that signedness cannot leak into the
   surrounding unsigned expression.
 * `seq.compreg` becomes `always_ff @(posedge clk)`, registers of the same clock and reset
-  grouped in one block, with a synchronous active-high reset. The power-on value is ignored
-  (a synthesisable flop has none; the reset defines the state).
+  grouped in one block, with a synchronous active-high reset. A constant power-on value
+  becomes an `initial` assignment (simulation only; the reset is what defines the state in
+  silicon); a non-constant one is ignored.
 
-What the emitter cannot repair, because it is part of the module's interface, is reported
+What the emitter cannot repair, because it is part of a module's interface, is reported
 by Verilator and must be avoided by the IR: input ports (including `clk` / `rst`) of which
-some bits are never read, instance outputs of which some bits are never read, and registers
-of which some bits are never read.
+some bits are never read, and instance outputs of which some bits are never read (an
+unread output is left open, `.p()`, which -Wall reports as PINCONNECTEMPTY). Verilator
+also wants one module per file named after it (DECLFILENAME): `emit_sv_files` does that,
+`emit_sv` writes one stream for everything else.
 
 The emitter is a streaming, iterative (no recursion) pass: one sweep over each module to
 count uses and find live ops, one sweep that writes text. Cost is linear in the number of
@@ -41,11 +46,17 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, ClassVar, cast
 
 from xdsl.context import Context
 from xdsl.dialects import comb, hw, seq
-from xdsl.dialects.builtin import IntegerAttr, IntegerType, ModuleOp, StringAttr
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+)
 from xdsl.ir import Attribute, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.utils.target import Target
 
@@ -117,6 +128,8 @@ class EmitError(Exception):
 
 def type_width(typ: Attribute) -> int:
     """Bit width of a hw/comb/seq type as it is laid out in SystemVerilog."""
+    if type(typ) is IntegerType:  # the common case first, without ABC isinstance
+        return typ.width.data
     if isinstance(typ, IntegerType):
         return typ.width.data
     if isinstance(typ, hw.ArrayType):
@@ -179,12 +192,80 @@ class _Wire:
     width: int
 
 
+@dataclass(slots=True)
+class _RegFields:
+    """The operands of a seq.compreg, read once (its operand accessors are slow)."""
+
+    input: SSAValue
+    clk: SSAValue
+    reset: SSAValue | None
+    reset_value: SSAValue | None
+    power_on: SSAValue | None
+    read: tuple[SSAValue, ...]  # what the emitted text reads: all but the power-on value
+
+    @staticmethod
+    def of(op: Operation) -> _RegFields:
+        # Slice the operand list by its segment sizes directly: the generated accessors
+        # decode the segment attribute again for every field.
+        sizes = op.attributes.get("operandSegmentSizes") or op.properties.get(
+            "operandSegmentSizes"
+        )
+        if not isinstance(sizes, DenseArrayBase):
+            assert isinstance(op, seq.CompRegOp)
+            operands = [op.input, op.clk, op.reset, op.reset_value, op.power_on_value]
+        else:
+            values = iter(op._operands)  # pyright: ignore[reportPrivateUsage]
+            operands = [
+                next(values) if size else None
+                for size in cast(Sequence[int], sizes.get_values())
+            ]
+        data_in, clk, reset, reset_value, power_on = operands
+        assert data_in is not None and clk is not None
+        read = (data_in, clk) if reset is None or reset_value is None else (
+            data_in, clk, reset, reset_value
+        )
+        return _RegFields(data_in, clk, reset, reset_value, power_on, read)
+
+
+@dataclass(slots=True)
+class _Usage:
+    """How the emitted text of a module reads each value."""
+
+    # All keyed by id(value): SSAValue.__hash__ is Python code, id() is not.
+    uses: dict[int, int]  # number of places the value's text appears
+    ranges: dict[int, list[tuple[int, int]]]  # (lo, hi) bit ranges read by selects
+    whole: set[int]  # values read whole somewhere
+    indexed: set[int]  # arrays read by hw.array_get: they need a name
+
+    def read_whole(self, value: SSAValue) -> None:
+        key = id(value)
+        self.uses[key] = self.uses.get(key, 0) + 1
+        self.whole.add(key)
+
+    def read_bits(self, value: SSAValue, lo: int, hi: int) -> None:
+        key = id(value)
+        self.uses[key] = self.uses.get(key, 0) + 1
+        self.ranges.setdefault(key, []).append((lo, hi))
+
+    def segments(self, value: SSAValue) -> list[tuple[int, int]]:
+        """The contiguous (lo, hi) ranges to declare for a value (all of it if read whole)."""
+        key = id(value)
+        if key in self.whole:
+            return [(0, type_width(value.type) - 1)]
+        merged = _merge_ranges(self.ranges[key])
+        self.ranges[key] = merged
+        return merged
+
+
 def _namehint(op: Operation) -> str | None:
-    hint = op.attributes.get(NAMEHINT)
+    attributes = op.attributes
+    if not attributes:
+        return None
+    hint = attributes.get(NAMEHINT)
     if isinstance(hint, StringAttr) and hint.data:
         return hint.data
     # CIRCT's seq.compreg carries its name as a `name` attribute.
-    if isinstance(op, seq.CompRegOp):
+    if type(op) is seq.CompRegOp:
         name = op.attributes.get("name")
         if isinstance(name, StringAttr) and name.data:
             return name.data
@@ -204,11 +285,16 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+# Names, bit selects of names and literals: operands that need no parentheses.
+_ATOMIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+(:[0-9]+)?\])?|[0-9]+'h[0-9a-f]+")
+
+# Ops whose expression is a concatenation `{...}`, itself an operand needing no parentheses.
+_BRACED_OPS = (comb.ConcatOp, comb.ReplicateOp, hw.ArrayCreateOp)
+
+
 def _is_atomic(text: str) -> bool:
     """Whether an expression can be used as an operand without parentheses."""
-    return text.isidentifier() or text[0] == "{" and text[-1] == "}" or (
-        "'" in text and " " not in text and "(" not in text
-    )
+    return _ATOMIC.fullmatch(text) is not None
 
 
 # Operator spelled between the operands of each binary or variadic comb op.
@@ -247,6 +333,41 @@ _ICMP: dict[str, tuple[str, bool]] = {
     "uge": (">=", False),
 }
 
+def _constant_value(value: SSAValue) -> int | None:
+    """The value of an hw.constant operand, as an unsigned integer; None otherwise."""
+    if type(value) is OpResult and type(value.op) is hw.ConstantOp:
+        data = value.op.properties["value"].value.data  # pyright: ignore
+        return data & ((1 << type_width(value.type)) - 1)
+    return None
+
+
+def _trivial_icmp(op: Operation) -> int | None:
+    """The value of an unsigned comparison that its constant operand decides, else None.
+
+    `x >= 0`, `x > 2^w-1` and their mirrors are constants; Verilator -Wall reports them
+    (UNSIGNED, CMPCONST), so they are emitted as literals and their operand is not read.
+    """
+    if not isinstance(op, comb.ICmpOp):
+        return None
+    mnemonic = comb.ICMP_COMPARISON_OPERATIONS[op.predicate.value.data]
+    if mnemonic[0] != "u":
+        return None
+    top = (1 << type_width(op.lhs.type)) - 1
+    rhs = _constant_value(op.rhs)
+    if rhs is not None:
+        if rhs == 0 and mnemonic in ("uge", "ult"):
+            return int(mnemonic == "uge")
+        if rhs == top and mnemonic in ("ule", "ugt"):
+            return int(mnemonic == "ule")
+    lhs = _constant_value(op.lhs)
+    if lhs is not None:
+        if lhs == 0 and mnemonic in ("ule", "ugt"):
+            return int(mnemonic == "ule")
+        if lhs == top and mnemonic in ("uge", "ult"):
+            return int(mnemonic == "uge")
+    return None
+
+
 _PURE_OPS: tuple[type[Operation], ...] = (
     *_INFIX,
     *_SIGNED_INFIX,
@@ -267,68 +388,113 @@ _PURE_OP_SET = frozenset(_PURE_OPS)
 class _ModuleEmitter:
     """Writes one hw.module; see the module docstring for the emission strategy."""
 
-    def __init__(
-        self, module: hw.HWModuleOp, module_names: dict[str, str], out: IO[str]
-    ) -> None:
+    def __init__(self, module: hw.HWModuleOp, symbols: _Symbols, out: IO[str]) -> None:
         self.module = module
-        self.module_names = module_names
+        self.symbols = symbols
         self.out = out
         self.names = Namespace()
-        self.name_of: dict[SSAValue, str] = {}  # whole-value names (ports, regs, ...)
-        self.wires: dict[SSAValue, _Wire] = {}  # materialised comb values
-        self.inline: dict[SSAValue, str] = {}  # pending inline expression texts
-        self.terms: dict[SSAValue, int] = {}
+        self.name_of: dict[int, str] = {}  # whole-value names (ports, regs, ...)
+        self.wires: dict[int, _Wire] = {}  # materialised comb values
+        # Pending inline expressions: (text, whether it needs no parentheses).
+        self.inline: dict[int, tuple[str, bool]] = {}
+        self.terms: dict[int, int] = {}
+        self.reg_fields: dict[int, _RegFields] = {}
         self.unnamed = 0
 
     # -- analysis ------------------------------------------------------------------
 
+    # Hot loops below dispatch on `type(op)` and read `op._operands` (a tuple) instead of
+    # isinstance on ABC-based op classes and operand descriptors: 3-5x faster, and these
+    # loops see every op of designs with millions of them.
+
     def _live_ops(self, ops: list[Operation]) -> list[Operation]:
         """Ops that contribute to an output or an instance, found backwards, iteratively."""
-        live: set[Operation] = set()
+        live: set[int] = set()
         stack: list[Operation] = []
         for op in ops:
-            if isinstance(op, hw.OutputOp | hw.InstanceOp):
-                live.add(op)
+            kind = type(op)
+            if kind is hw.OutputOp or kind is hw.InstanceOp:
+                live.add(id(op))
                 stack.append(op)
-            elif type(op) not in _PURE_OP_SET and not isinstance(op, seq.CompRegOp):
+            elif kind is seq.CompRegOp:
+                self.reg_fields[id(op)] = _RegFields.of(op)
+            elif kind not in _PURE_OP_SET:
                 raise EmitError(
                     f"module @{self.module.sym_name.data}: op '{op.name}' is not "
                     "supported by the SystemVerilog emitter"
                 )
         while stack:
             op = stack.pop()
-            operands = op.operands
-            if isinstance(op, seq.CompRegOp) and op.power_on_value is not None:
-                # The power-on value is ignored, so it keeps nothing alive.
-                operands = [v for v in operands if v is not op.power_on_value]
-            for value in operands:
-                if isinstance(value, OpResult) and value.op not in live:
-                    live.add(value.op)
+            for value in self._read_operands(op):
+                if type(value) is OpResult and id(value.op) not in live:
+                    live.add(id(value.op))
                     stack.append(value.op)
-        return [op for op in ops if op in live]
+        return [op for op in ops if id(op) in live]
 
-    def _count_uses(
-        self, live_ops: list[Operation]
-    ) -> tuple[dict[SSAValue, int], dict[SSAValue, list[tuple[int, int]]], set[SSAValue]]:
-        """Use counts, bit ranges read through comb.extract, and values read whole."""
-        uses: dict[SSAValue, int] = {}
-        ranges: dict[SSAValue, list[tuple[int, int]]] = {}
-        whole: set[SSAValue] = set()
+    def _read_operands(self, op: Operation) -> Sequence[SSAValue]:
+        """The operands that the emitted text of `op` reads."""
+        kind = type(op)
+        if kind is seq.CompRegOp:
+            # The power-on value becomes an `initial` literal, or is ignored.
+            return self.reg_fields[id(op)].read
+        if kind is comb.ICmpOp and _trivial_icmp(op) is not None:
+            return ()
+        return op._operands  # pyright: ignore[reportPrivateUsage]
+
+    def _count_uses(self, live_ops: list[Operation]) -> _Usage:
+        """How each value is read: use counts, bit ranges read, values read whole.
+
+        A register reads of its input only the bits that its own users read, so the
+        demand on register inputs is resolved after all other uses are known, from the
+        last register of a chain back to the first (registers in a cycle are taken whole).
+        """
+        usage = _Usage({}, {}, set(), set())
+        registers: list[seq.CompRegOp] = []
         for op in live_ops:
-            if isinstance(op, comb.ExtractOp):
-                value = op.input
-                lo = op.low_bit.value.data
-                hi = lo + type_width(op.result.type) - 1
-                ranges.setdefault(value, []).append((lo, hi))
-                uses[value] = uses.get(value, 0) + 1
+            kind = type(op)
+            if kind is comb.ExtractOp:
+                lo = op.properties["lowBit"].value.data  # pyright: ignore
+                width = type_width(op.results[0].type)
+                usage.read_bits(op._operands[0], lo, lo + width - 1)  # pyright: ignore
                 continue
-            operands = op.operands
-            if isinstance(op, seq.CompRegOp) and op.power_on_value is not None:
-                operands = [v for v in operands if v is not op.power_on_value]
-            for value in operands:
-                uses[value] = uses.get(value, 0) + 1
-                whole.add(value)
-        return uses, ranges, whole
+            if kind is seq.CompRegOp:
+                registers.append(op)
+                for value in self.reg_fields[id(op)].read[1:]:  # the input is resolved below
+                    usage.read_whole(value)
+                continue
+            if kind is hw.ArrayGetOp:
+                usage.indexed.add(id(op._operands[0]))  # pyright: ignore
+            for value in self._read_operands(op):
+                usage.read_whole(value)
+
+        # A register's demand is final once every register reading it has been resolved.
+        fields = self.reg_fields
+        readers = {id(op.data): 0 for op in registers}
+        for op in registers:
+            if id(fields[id(op)].input) in readers:
+                readers[id(fields[id(op)].input)] += 1
+        ready = [op for op in reversed(registers) if readers[id(op.data)] == 0]
+        resolved: set[int] = set()
+        remaining = iter(registers)
+        while len(resolved) < len(registers):
+            if ready:
+                op = ready.pop()
+            else:  # only cycles of registers are left: take one of them whole
+                op = next(r for r in remaining if id(r) not in resolved)
+                usage.whole.add(id(op.data))
+            resolved.add(id(op))
+            data_in = fields[id(op)].input
+            if id(op.data) in usage.whole:
+                usage.read_whole(data_in)
+            else:
+                for lo, hi in usage.segments(op.data):
+                    usage.read_bits(data_in, lo, hi)
+            if id(data_in) in readers and type(data_in) is OpResult:
+                readers[id(data_in)] -= 1
+                source = data_in.op
+                if readers[id(data_in)] == 0 and id(source) not in resolved:
+                    ready.append(source)
+        return usage
 
     def _ordered(self, live_ops: list[Operation]) -> list[Operation]:
         """Comb ops in an order where definitions precede uses.
@@ -338,11 +504,11 @@ class _ModuleEmitter:
         values a topological sort is done only when the block order is not one already.
         """
         comb_ops = [op for op in live_ops if type(op) in _PURE_OP_SET]
-        position = {op: i for i, op in enumerate(comb_ops)}
+        position = {id(op): i for i, op in enumerate(comb_ops)}
         in_order = True
         for i, op in enumerate(comb_ops):
-            for value in op.operands:
-                if isinstance(value, OpResult) and position.get(value.op, -1) > i:
+            for value in op._operands:  # pyright: ignore[reportPrivateUsage]
+                if type(value) is OpResult and position.get(id(value.op), -1) > i:
                     in_order = False
                     break
             if not in_order:
@@ -350,21 +516,21 @@ class _ModuleEmitter:
         if in_order:
             return comb_ops
         # Kahn's algorithm, stable with respect to block order.
-        pending = {op: 0 for op in comb_ops}
-        users: dict[Operation, list[Operation]] = {}
+        pending = {id(op): 0 for op in comb_ops}
+        users: dict[int, list[Operation]] = {}
         for op in comb_ops:
             for value in op.operands:
-                if isinstance(value, OpResult) and value.op in pending:
-                    pending[op] += 1
-                    users.setdefault(value.op, []).append(op)
-        ready = [op for op in reversed(comb_ops) if pending[op] == 0]
+                if type(value) is OpResult and id(value.op) in pending:
+                    pending[id(op)] += 1
+                    users.setdefault(id(value.op), []).append(op)
+        ready = [op for op in reversed(comb_ops) if pending[id(op)] == 0]
         order: list[Operation] = []
         while ready:
             op = ready.pop()
             order.append(op)
-            for user in reversed(users.get(op, ())):
-                pending[user] -= 1
-                if pending[user] == 0:
+            for user in reversed(users.get(id(op), ())):
+                pending[id(user)] -= 1
+                if pending[id(user)] == 0:
                     ready.append(user)
         if len(order) != len(comb_ops):
             raise EmitError(
@@ -384,18 +550,20 @@ class _ModuleEmitter:
 
     def full(self, value: SSAValue) -> str:
         """The expression for all bits of a value, parenthesised if not atomic."""
-        name = self.name_of.get(value)
+        key = id(value)
+        name = self.name_of.get(key)
         if name is not None:
             return name
-        text = self.inline.pop(value, None)
-        if text is not None:
-            return text if _is_atomic(text) else f"({text})"
-        wire = self.wires.get(value)
+        pending = self.inline.pop(key, None)
+        if pending is not None:
+            text, atomic = pending
+            return text if atomic else f"({text})"
+        wire = self.wires.get(key)
         if wire is not None:
             return wire.segments[0][2]
-        owner = value.op if isinstance(value, OpResult) else None
-        if isinstance(owner, hw.ConstantOp):
-            return sv_literal(owner.value.value.data, type_width(value.type))
+        owner = value.op if type(value) is OpResult else None
+        if type(owner) is hw.ConstantOp:
+            return sv_literal(_constant_value(value) or 0, type_width(value.type))
         raise EmitError(
             f"module @{self.module.sym_name.data}: value of '{owner.name if owner else value}'"
             " used before it is defined"
@@ -404,7 +572,7 @@ class _ModuleEmitter:
     def bits(self, value: SSAValue, lo: int, width: int) -> str:
         """The expression for bits [lo + width - 1 : lo] of a value."""
         hi = lo + width - 1
-        wire = self.wires.get(value)
+        wire = self.wires.get(id(value))
         if wire is not None:
             for seg_hi, seg_lo, name in wire.segments:
                 if seg_lo <= lo and hi <= seg_hi:
@@ -412,14 +580,14 @@ class _ModuleEmitter:
                         return name
                     return f"{name}[{hi}]" if width == 1 else f"{name}[{hi}:{lo}]"
             raise AssertionError("extract outside the declared segments")
-        name = self.name_of.get(value)
+        name = self.name_of.get(id(value))
         if name is not None:
             if width == type_width(value.type):
                 return name
             return f"{name}[{hi}]" if width == 1 else f"{name}[{hi}:{lo}]"
-        owner = value.op if isinstance(value, OpResult) else None
-        if isinstance(owner, hw.ConstantOp):
-            return sv_literal(owner.value.value.data >> lo, width)
+        owner = value.op if type(value) is OpResult else None
+        if type(owner) is hw.ConstantOp:
+            return sv_literal((_constant_value(value) or 0) >> lo, width)
         # An inlined expression cannot be part-selected in SystemVerilog: shift, then
         # size-cast. The expression is evaluated at its own width (that of the cast's
         # context), so this is exact.
@@ -433,70 +601,75 @@ class _ModuleEmitter:
     def expression(self, op: Operation) -> str:
         """The SystemVerilog expression computing all bits of a pure op's result."""
         kind = type(op)
+        operands = op._operands  # pyright: ignore[reportPrivateUsage]
+        full = self.full
         infix = _INFIX.get(kind)
         if infix is not None:
-            return infix.join(self.full(v) for v in op.operands)
+            return infix.join([full(v) for v in operands])
         infix = _SIGNED_INFIX.get(kind)
         if infix is not None:
-            lhs, rhs = op.operands
+            lhs, rhs = operands
             if kind is comb.ShrSOp:  # the shift amount stays unsigned
-                return f"$unsigned($signed({self.full(lhs)}){infix}{self.full(rhs)})"
-            return (
-                f"$unsigned($signed({self.full(lhs)}){infix}$signed({self.full(rhs)}))"
-            )
-        if isinstance(op, comb.ICmpOp):
-            mnemonic = comb.ICMP_COMPARISON_OPERATIONS[op.predicate.value.data]
+                return f"$unsigned($signed({full(lhs)}){infix}{full(rhs)})"
+            return f"$unsigned($signed({full(lhs)}){infix}$signed({full(rhs)}))"
+        result_type = op.results[0].type
+        if kind is comb.ExtractOp:
+            low_bit = op.properties["lowBit"]
+            assert isinstance(low_bit, IntegerAttr)
+            return self.bits(operands[0], low_bit.value.data, type_width(result_type))
+        if kind is comb.ConcatOp or kind is hw.ArrayCreateOp:
+            # For arrays, CIRCT's order: the first operand is the highest index.
+            if len(operands) == 1 and kind is comb.ConcatOp:
+                return full(operands[0])
+            return "{" + ", ".join([full(v) for v in operands]) + "}"
+        if kind is comb.MuxOp:
+            cond, true_value, false_value = operands
+            return f"{full(cond)} ? {full(true_value)} : {full(false_value)}"
+        if kind is comb.ICmpOp:
+            constant = _trivial_icmp(op)
+            if constant is not None:
+                return f"1'h{constant}"
+            predicate = op.properties["predicate"]
+            assert isinstance(predicate, IntegerAttr)
+            mnemonic = comb.ICMP_COMPARISON_OPERATIONS[predicate.value.data]
             symbol, signed = _ICMP[mnemonic]
-            lhs, rhs = self.full(op.lhs), self.full(op.rhs)
+            lhs, rhs = full(operands[0]), full(operands[1])
             if signed:
                 return f"$signed({lhs}) {symbol} $signed({rhs})"
             return f"{lhs} {symbol} {rhs}"
-        if isinstance(op, comb.ExtractOp):
-            return self.bits(op.input, op.low_bit.value.data, type_width(op.result.type))
-        if isinstance(op, comb.ConcatOp):
-            if len(op.inputs) == 1:
-                return self.full(op.inputs[0])
-            return "{" + ", ".join(self.full(v) for v in op.inputs) + "}"
-        if isinstance(op, comb.ReplicateOp):
-            times = type_width(op.result.type) // type_width(op.input.type)
-            return f"{{{times}{{{self.full(op.input)}}}}}"
-        if isinstance(op, comb.MuxOp):
-            return (
-                f"{self.full(op.cond)} ? {self.full(op.true_value)} : "
-                f"{self.full(op.false_value)}"
-            )
-        if isinstance(op, comb.ParityOp):
-            return f"^{self.full(op.input)}"
-        if isinstance(op, hw.ConstantOp):
-            return sv_literal(op.value.value.data, type_width(op.result.type))
-        if isinstance(op, hw.ArrayCreateOp):
-            # CIRCT's order: the first operand is the highest index, as in a concatenation.
-            return "{" + ", ".join(self.full(v) for v in op.inputs) + "}"
-        if isinstance(op, hw.ArrayGetOp):
-            array = self.name_of[op.input]
-            if type_width(op.index.type) == 0:
-                return f"{array}[0]"
-            return f"{array}[{self.full(op.index)}]"
-        if isinstance(op, hw.BitcastOp):
-            if type_width(op.input.type) != type_width(op.result.type):
+        if kind is comb.ReplicateOp:
+            times = type_width(result_type) // type_width(operands[0].type)
+            return f"{{{times}{{{full(operands[0])}}}}}"
+        if kind is comb.ParityOp:
+            return f"^{full(operands[0])}"
+        if kind is hw.ConstantOp:
+            assert isinstance(op, hw.ConstantOp)
+            return sv_literal(op.value.value.data, type_width(result_type))
+        if kind is hw.ArrayGetOp:
+            array, index = operands
+            if type_width(index.type) == 0:
+                return f"{self.name_of[id(array)]}[0]"
+            return f"{self.name_of[id(array)]}[{full(index)}]"
+        if kind is hw.BitcastOp:
+            if type_width(operands[0].type) != type_width(result_type):
                 raise EmitError(
                     f"module @{self.module.sym_name.data}: hw.bitcast between types of "
-                    f"different widths ({op.input.type} to {op.result.type})"
+                    f"different widths ({operands[0].type} to {result_type})"
                 )
-            return self.full(op.input)
+            return full(operands[0])
         raise EmitError(f"op '{op.name}' has no SystemVerilog expression")
 
     def _operand_terms(self, op: Operation) -> int:
-        return sum(self.terms.get(v, 1) for v in op.operands)
+        terms = self.terms
+        return sum([terms.get(id(v), 1) for v in op._operands])  # pyright: ignore
 
     # -- writing -------------------------------------------------------------------
 
     def emit(self) -> None:
         module = self.module
         block = module.body.block
-        ops = list(block.ops)
-        live_ops = self._live_ops(ops)
-        uses, ranges, whole = self._count_uses(live_ops)
+        live_ops = self._live_ops(list(block.ops))
+        usage = self._count_uses(live_ops)
         write = self.out.write
 
         write(self._header(block.args))
@@ -508,39 +681,34 @@ class _ModuleEmitter:
         for op in live_ops:
             if isinstance(op, seq.CompRegOp):
                 registers.append(op)
-                name = self._fresh_value_name(op.data)
-                self.name_of[op.data] = name
-                write(f"  logic {_dims(op.data.type)}{name};\n")
+                self._declare(op.data, usage, None)
             elif isinstance(op, hw.InstanceOp):
                 instances.append(op)
                 inst_hint = op.instance_name.data
                 for port, value in zip(op.result_names.data, op.outputs):
-                    if value not in uses:
+                    if id(value) not in usage.uses:
                         continue
                     name = self.names.fresh(f"{inst_hint}_{port.data}")
-                    self.name_of[value] = name
+                    self.name_of[id(value)] = name
                     write(f"  wire {_dims(value.type)}{name};\n")
 
         for op in self._ordered(live_ops):
-            self._emit_pure(op, uses, ranges, whole)
+            self._emit_pure(op, usage)
 
         for op in instances:
             self._emit_instance(op)
         self._emit_registers(registers)
 
-        outputs = [
-            port for port in module.module_type.ports.data if port.dir.data.is_output_like()
-        ]
         terminator = block.last_op
         assert isinstance(terminator, hw.OutputOp)
         for port_name, value in zip(self.output_names, terminator.inputs):
             write(f"  assign {port_name} = {self._unparenthesised(value)};\n")
-        del outputs
         write("endmodule\n\n")
 
     def _unparenthesised(self, value: SSAValue) -> str:
-        text = self.inline.pop(value, None)
-        return text if text is not None else self.full(value)
+        """An operand in a context of its own (an assignment, a port connection)."""
+        pending = self.inline.pop(id(value), None)
+        return pending[0] if pending is not None else self.full(value)
 
     def _header(self, args: Sequence[BlockArgument]) -> str:
         module = self.module
@@ -551,103 +719,134 @@ class _ModuleEmitter:
             name = self.names.fresh(port.port_name.data)
             dims = _dims(port.type)
             if port.dir.data.is_input_like():
-                self.name_of[next(arg_iter)] = name
+                self.name_of[id(next(arg_iter))] = name
                 lines.append(f"  input  wire {dims}{name}")
             else:
                 self.output_names.append(name)
                 lines.append(f"  output wire {dims}{name}")
-        module_name = self.module_names[module.sym_name.data]
+        module_name = self.symbols.modules[module.sym_name.data]
         if not lines:
             return f"module {module_name};\n"
         return f"module {module_name} (\n" + ",\n".join(lines) + "\n);\n"
 
-    def _emit_pure(
-        self,
-        op: Operation,
-        uses: dict[SSAValue, int],
-        ranges: dict[SSAValue, list[tuple[int, int]]],
-        whole: set[SSAValue],
-    ) -> None:
+    def _emit_pure(self, op: Operation, usage: _Usage) -> None:
         value = op.results[0]
         if isinstance(op, hw.ConstantOp):
             return  # always printed as a literal where used
-        count = uses.get(value, 0)
         terms = self._operand_terms(op)
-        needs_name = isinstance(op, hw.ArrayCreateOp) or any(
-            isinstance(use.operation, hw.ArrayGetOp) and use.index == 0
-            for use in value.uses
-        )
+        needs_name = id(value) in usage.indexed
         if (
-            count == 1
+            usage.uses.get(id(value), 0) == 1
             and not needs_name
             and terms <= MAX_INLINE_TERMS
             and _namehint(op) is None
         ):
-            self.inline[value] = self.expression(op)
-            self.terms[value] = terms
+            text = self.expression(op)
+            braced = type(op) in _BRACED_OPS and text[0] == "{"
+            self.inline[id(value)] = (text, braced or _is_atomic(text))
+            self.terms[id(value)] = terms
             return
-        text = self.expression(op)
-        width = type_width(value.type)
+        self._declare(value, usage, self.expression(op))
+
+    def _declare(self, value: SSAValue, usage: _Usage, text: str | None) -> None:
+        """Declare the read bits of a value: a wire computing `text`, or a register.
+
+        A value read whole gets one declaration of its own type. Otherwise only the
+        contiguous bit ranges that are read are declared, `[hi:lo]` in the value's own bit
+        numbering so that selects keep their indices, one declaration per range.
+        """
         name = self._fresh_value_name(value)
-        if value in whole or needs_name:
-            self.name_of[value] = name
-            self.out.write(f"  wire {_dims(value.type)}{name} = {text};\n")
+        write = self.out.write
+        if id(value) in usage.whole or id(value) in usage.indexed:
+            self.name_of[id(value)] = name
+            if text is None:
+                write(f"  logic {_dims(value.type)}{name};\n")
+            else:
+                write(f"  wire {_dims(value.type)}{name} = {text};\n")
             return
-        # Only extracts read this value: declare just the bit ranges they read.
-        segments = _merge_ranges(ranges[value])
+        width = type_width(value.type)
         wire = _Wire([], width)
-        operand = text if _is_atomic(text) else f"({text})"
-        for index, (lo, hi) in enumerate(segments):
+        operand = "" if text is None else text if _is_atomic(text) else f"({text})"
+        for index, (lo, hi) in enumerate(usage.segments(value)):
             seg_name = name if index == 0 else self.names.fresh(f"{name}_{lo}")
             seg_width = hi - lo + 1
+            dims = "" if seg_width == width == 1 else f"[{hi}:{lo}] "
+            wire.segments.append((hi, lo, seg_name))
+            if text is None:
+                write(f"  logic {dims}{seg_name};\n")
+                continue
             if seg_width == width:
                 seg_text = text
             elif lo == 0:
                 seg_text = f"{seg_width}'({operand})"
             else:
                 seg_text = f"{seg_width}'({operand} >> {lo})"
-            dims = "" if seg_width == width == 1 else f"[{hi}:{lo}]"
-            self.out.write(f"  wire {dims}{' ' if dims else ''}{seg_name} = {seg_text};\n")
-            wire.segments.append((hi, lo, seg_name))
-        self.wires[value] = wire
+            write(f"  wire {dims}{seg_name} = {seg_text};\n")
+        self.wires[id(value)] = wire
 
     def _emit_instance(self, op: hw.InstanceOp) -> None:
-        module_name = self.module_names.get(op.module_name.string_value())
+        target = op.module_name.string_value()
+        module_name = self.symbols.modules.get(target)
         if module_name is None:
             raise EmitError(
                 f"module @{self.module.sym_name.data}: instance "
                 f"'{op.instance_name.data}' refers to unknown module {op.module_name}"
             )
+        ports = self.symbols.ports[target]
         instance_name = self.names.fresh(op.instance_name.data)
         connections = [
-            f"    .{sanitize_name(port.data)}({self._unparenthesised(value)})"
+            f"    .{ports[port.data]}({self._unparenthesised(value)})"
             for port, value in zip(op.arg_names.data, op.inputs)
         ]
         for port, value in zip(op.result_names.data, op.outputs):
-            connections.append(f"    .{sanitize_name(port.data)}({self.name_of.get(value, '')})")
+            # An unread output is left open (`.p()`), which Verilator -Wall reports as
+            # PINCONNECTEMPTY: the IR should not leave instance outputs unread.
+            connections.append(f"    .{ports[port.data]}({self.name_of.get(id(value), '')})")
         self.out.write(f"  {module_name} {instance_name} (\n")
         self.out.write(",\n".join(connections))
         self.out.write("\n  );\n")
 
     def _emit_registers(self, registers: list[seq.CompRegOp]) -> None:
         """One always_ff block per (clock, reset) pair, in order of first appearance."""
+        # (clock, reset) -> [(register name, next value, reset value)]
         groups: dict[tuple[str, str | None], list[tuple[str, str, str | None]]] = {}
+        initial: list[str] = []
         for op in registers:
-            clock = self.name_of.get(op.clk)
+            fields = self.reg_fields[id(op)]
+            clock = self.name_of.get(id(fields.clk))
             if clock is None:
                 raise EmitError(
                     f"module @{self.module.sym_name.data}: the clock of a seq.compreg "
                     "must be a port or an instance output"
                 )
-            reset = self._unparenthesised(op.reset) if op.reset is not None else None
-            reset_value = (
-                self._unparenthesised(op.reset_value) if op.reset_value is not None else None
+            reset = fields.reset
+            reset_text = self._unparenthesised(reset) if reset is not None else None
+            group = groups.setdefault((clock, reset_text), [])
+            power_on = (
+                _constant_value(fields.power_on) if fields.power_on is not None else None
             )
-            data = self._unparenthesised(op.input)
-            groups.setdefault((clock, reset), []).append(
-                (self.name_of[op.data], data, reset_value)
-            )
+            reset_value = fields.reset_value
+            for hi, lo, name in self._register_segments(op.data):
+                width = hi - lo + 1
+                if width == type_width(op.data.type):
+                    data = self._unparenthesised(fields.input)
+                    reset_text = (
+                        self._unparenthesised(reset_value)
+                        if reset_value is not None
+                        else None
+                    )
+                else:
+                    data = self.bits(fields.input, lo, width)
+                    reset_text = (
+                        self.bits(reset_value, lo, width) if reset_value is not None else None
+                    )
+                group.append((name, data, reset_text))
+                if power_on is not None:  # a non-constant power-on value is ignored
+                    literal = sv_literal(power_on >> lo, width)
+                    initial.append(f"  initial {name} = {literal};\n")
         write = self.out.write
+        for line in initial:
+            write(line)
         for (clock, reset), regs in groups.items():
             write(f"  always_ff @(posedge {clock}) begin\n")
             if reset is None:
@@ -662,6 +861,12 @@ class _ModuleEmitter:
                     write(f"      {name} <= {data};\n")
                 write("    end\n")
             write("  end\n")
+
+    def _register_segments(self, value: SSAValue) -> list[tuple[int, int, str]]:
+        wire = self.wires.get(id(value))
+        if wire is not None:
+            return wire.segments
+        return [(type_width(value.type) - 1, 0, self.name_of[id(value)])]
 
 
 def _dims(typ: Attribute) -> str:
@@ -679,16 +884,31 @@ def _hw_modules(module: ModuleOp) -> Iterator[hw.HWModuleOp | hw.HWModuleExternO
             raise EmitError(f"top-level op '{op.name}' is not a hw.module")
 
 
-def _module_names(modules: Iterable[hw.HWModuleOp | hw.HWModuleExternOp]) -> dict[str, str]:
+@dataclass(slots=True)
+class _Symbols:
+    """SystemVerilog names of the modules and their ports, shared by all modules."""
+
+    modules: dict[str, str]  # sym_name -> module name
+    ports: dict[str, dict[str, str]]  # sym_name -> IR port name -> port name
+
+
+def _symbols(modules: Iterable[hw.HWModuleOp | hw.HWModuleExternOp]) -> _Symbols:
     names = Namespace()
-    table: dict[str, str] = {}
+    symbols = _Symbols({}, {})
     for op in modules:
         sym = op.sym_name.data
         if isinstance(op, hw.HWModuleExternOp) and op.verilog_name is not None:
-            table[sym] = op.verilog_name.data
+            symbols.modules[sym] = op.verilog_name.data
         else:
-            table[sym] = names.fresh(sym)
-    return table
+            symbols.modules[sym] = names.fresh(sym)
+        # The same namespace discipline as _ModuleEmitter._header, which starts each
+        # module's namespace with its ports in this order.
+        port_names = Namespace()
+        symbols.ports[sym] = {
+            port.port_name.data: port_names.fresh(port.port_name.data)
+            for port in op.module_type.ports.data
+        }
+    return symbols
 
 
 BANNER = "// Generated by HaShiFlex (backends/sv_emitter.py) from hw/comb/seq IR.\n"
@@ -697,11 +917,11 @@ BANNER = "// Generated by HaShiFlex (backends/sv_emitter.py) from hw/comb/seq IR
 def emit_sv(module: ModuleOp, out: IO[str]) -> None:
     """Write every hw.module of `module` to `out` as SystemVerilog, streaming."""
     modules = list(_hw_modules(module))
-    names = _module_names(modules)
+    symbols = _symbols(modules)
     out.write(BANNER)
     for op in modules:
         if isinstance(op, hw.HWModuleOp):
-            _ModuleEmitter(op, names, out).emit()
+            _ModuleEmitter(op, symbols, out).emit()
 
 
 def emit_sv_string(module: ModuleOp) -> str:
@@ -719,15 +939,15 @@ def emit_sv_files(module: ModuleOp, directory: Path) -> list[Path]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     modules = list(_hw_modules(module))
-    names = _module_names(modules)
+    symbols = _symbols(modules)
     paths: list[Path] = []
     for op in modules:
         if not isinstance(op, hw.HWModuleOp):
             continue
-        path = directory / f"{names[op.sym_name.data]}.sv"
+        path = directory / f"{symbols.modules[op.sym_name.data]}.sv"
         with path.open("w") as out:
             out.write(BANNER)
-            _ModuleEmitter(op, names, out).emit()
+            _ModuleEmitter(op, symbols, out).emit()
         paths.append(path)
     return paths
 
