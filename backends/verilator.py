@@ -229,6 +229,7 @@ static void print_wide(FILE* out, const VlWide<N>& port) {
 struct Control {
   char kind;  // 'W' or 'S'
   uint64_t after;
+  bool before_stream = false;  // "pre": before any pixel
   Words addr, data;
 };
 
@@ -254,6 +255,10 @@ def _print_output(port: Port) -> str:
     if port.width > 64:
         return f"print_wide(out, top->{port.name});"
     return f"print_narrow(out, (uint64_t)top->{port.name});"
+
+
+def _after(k: int) -> str:
+    return "pre" if k < 0 else str(k)
 
 
 def harness_cpp(top: str, ports: Sequence[Port], config: HarnessConfig) -> str:
@@ -329,7 +334,10 @@ int main(int argc, char** argv) {{
     }} else if (kind[0] == 'W' || kind[0] == 'S') {{
       Control c;
       c.kind = kind[0];
-      c.after = std::strtoull(token(&cursor), nullptr, 10);
+      // k == "pre": performed before any pixel is offered (pixels are held until then).
+      char* after = token(&cursor);
+      c.before_stream = std::strcmp(after, "pre") == 0;
+      c.after = c.before_stream ? 0 : std::strtoull(after, nullptr, 10);
       if (c.kind == 'W') {{
         {"" if has_write else 'fail(2, "W record but the top module has no write port");'}
         char* addr = token(&cursor);
@@ -369,17 +377,22 @@ int main(int argc, char** argv) {{
     bool have_pixel = next_pixel < pixels.size();
     bool draining = !have_pixel && produced < drain;
     bool control_left = next_control < controls.size();
-    bool control_now = control_left && controls[next_control].after <= accepted;
+    bool holding = control_left && controls[next_control].before_stream;
+    bool control_now = control_left && (holding || controls[next_control].after <= accepted);
     if (!have_pixel && !draining) {{
       if (!control_left) break;
       if (!control_now) fail(4, "a W/S record waits for pixels that never come");
     }}
     if (cycle >= max_cycles) fail(3, "cycle limit reached before the expected outputs");
     top->{config.clk} = 0;
-    bool valid = have_pixel || draining;
+    bool valid = (have_pixel || draining) && !holding;
     top->{config.in_valid} = valid;
     {_set_input(data, "(have_pixel ? pixels[next_pixel] : zero)")}
     apply(top, control_now ? &controls[next_control] : nullptr);
+    if (control_now && controls[next_control].kind == 'S')
+      // which images the swap applies to depends on how many pixels were in by now
+      std::fprintf(out, "SWAP %llu %llu\\n", (unsigned long long)cycle,
+                   (unsigned long long)accepted);
     if (control_now) ++next_control;
     top->eval();
     bool ready = {ready};
@@ -427,7 +440,9 @@ VERILATOR_FLAGS = (
 
 # The model's C++ is compiled at -O1: it builds much faster than the default -Os on big
 # layers and runs about as fast.
-MAKE_FLAGS = ("OPT_FAST=-O1", "OPT_SLOW=-O1", "OPT_GLOBAL=-O1")
+# The PyPI build of verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so multi-file models
+# pass the precompiled header as a bare file name and fail to link: give the flag.
+MAKE_FLAGS = ("OPT_FAST=-O1", "OPT_SLOW=-O1", "OPT_GLOBAL=-O1", "CFG_CXXFLAGS_PCH_I=-include")
 
 
 @dataclass
@@ -472,8 +487,9 @@ class Simulator:
         with stimulus.open("w") as out:
             for value in _pixel_ints(pixels):
                 out.write(f"P {value:x}\n")
-            controls = [(k, 0, f"W {k} {addr:x} {data:x}\n") for k, addr, data in writes]
-            controls += [(k, 1, f"S {k}\n") for k in swaps]
+            # k < 0: before streaming (the harness holds the pixels until it is done).
+            controls = [(k, 0, f"W {_after(k)} {addr:x} {data:x}\n") for k, addr, data in writes]
+            controls += [(k, 1, f"S {_after(k)}\n") for k in swaps]
             for _, _, record in sorted(controls, key=lambda c: (c[0], c[1])):
                 out.write(record)
         count = len(pixels)
@@ -495,13 +511,21 @@ class Simulator:
                 f"{(result.stderr or result.stdout).strip()}"
             )
 
+    def swap_accepted_counts(self) -> list[int]:
+        """For each swap pulse of the last run: pixels accepted before its cycle."""
+        return [accepted for _, accepted in self.swaps_seen]
+
     def read_output(self, output: Path) -> list[tuple[int, list[int]]]:
         records: list[tuple[int, list[int]]] = []
+        self.swaps_seen: list[tuple[int, int]] = []
         with output.open() as lines:
             for line in lines:
                 fields = line.split()
                 if fields[0] == "END":
                     self.stats = SimStats(*map(int, fields[1:]))
+                    continue
+                if fields[0] == "SWAP":
+                    self.swaps_seen.append((int(fields[1]), int(fields[2])))
                     continue
                 records.append((int(fields[0]), [int(f, 16) for f in fields[1:]]))
         return records
@@ -584,10 +608,16 @@ def build(
     make = ["make", "-C", str(objdir), "-f", f"V{top}.mk", "-j", str(jobs), *MAKE_FLAGS]
     runtime = _runtime_cache(verilator, [*flags, *MAKE_FLAGS])
     started = time.monotonic()
-    _run_with_progress(verilate, f"verilating '{top}'")
-    _restore_runtime(runtime, objdir)
-    remaining = max(0.0, 1.0 - (time.monotonic() - started))
-    _run_with_progress(make, f"compiling the model of '{top}'", remaining, _make_env())
+    try:
+        _run_with_progress(verilate, f"verilating '{top}'")
+        _restore_runtime(runtime, objdir)
+        remaining = max(0.0, 1.0 - (time.monotonic() - started))
+        _run_with_progress(make, f"compiling the model of '{top}'", remaining, _make_env())
+    except BaseException:
+        # a half-built object directory (e.g. a missing precompiled header) breaks the
+        # next make: start from scratch next time
+        shutil.rmtree(objdir, ignore_errors=True)
+        raise
     _save_runtime(objdir, runtime)
     stamp.write_text(key)
     return simulator
