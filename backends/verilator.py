@@ -678,7 +678,11 @@ def _run_with_progress(
     quiet_seconds: float = 1.0,
     env: dict[str, str] | None = None,
 ) -> None:
-    """Run a build step; its output goes to stderr only once it has taken a second."""
+    """
+    Run a build step. After a second a progress line says what is running; the tool's own
+    output is kept and shown only if the step fails (or with HASHIFLEX_VERBOSE=1).
+    """
+    verbose = os.environ.get("HASHIFLEX_VERBOSE") == "1"
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -692,7 +696,7 @@ def _run_with_progress(
         for line in process.stdout:
             with lock:
                 captured.append(line)
-                if echo.is_set():
+                if echo.is_set() and verbose:
                     sys.stderr.write(line)
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -702,7 +706,8 @@ def _run_with_progress(
         if not echo.is_set() and time.monotonic() - start > quiet_seconds:
             with lock:
                 sys.stderr.write(f"[hashiflex] {what} ...\n")
-                sys.stderr.writelines(captured)
+                if verbose:
+                    sys.stderr.writelines(captured)
                 echo.set()
         time.sleep(0.05)
     reader.join()
