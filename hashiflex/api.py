@@ -846,3 +846,22 @@ def demo(out: Path | str = "out/demo", *, images: int = 0, progress: Progress = 
     ]
     print("\n".join(lines))
     return 0 if result.ok and result.cycles_per_image == report["cycles_per_image"] else 1
+
+
+# ---------------------------------------------------------------------------
+# Fine-tuning the NPU (implemented in hashiflex/finetune.py)
+# ---------------------------------------------------------------------------
+
+
+def finetune(design_dir, data, labels, out, *, epochs: int = 200, seed: int = 0, progress: Progress = QUIET):
+    """Train the NPU classifier on the hardened layers' exact integer features; write W.npz."""
+    from hashiflex import finetune as ft
+
+    return ft.finetune(design_dir, data, labels, out, epochs=epochs, seed=seed, progress=progress)
+
+
+def program(design_dir, weights, out, *, progress: Progress = QUIET):
+    """Write the NPU's load sequence (port writes, then a swap) for new weights."""
+    from hashiflex import finetune as ft
+
+    return ft.program(design_dir, weights, out, progress=progress)
