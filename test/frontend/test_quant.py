@@ -42,6 +42,8 @@ from hashiflex.frontend.quant import (
     quantize_qat,
     run_graph_int,
 )
+from hashiflex.frontend.importer import graph_to_po2
+from hashiflex.golden import model as golden_model
 from hashiflex.golden.semantics import Format, quantize_input
 
 
@@ -83,10 +85,15 @@ def fake_quant_int(q, x: torch.Tensor) -> np.ndarray:
 
 
 def assert_bit_exact(q, x: torch.Tensor) -> np.ndarray:
-    ref = run_graph_int(q.graph, quantize_input(x.numpy(), q.input_format))
+    """fake-quant (float64) == the records' integer executor == the golden model on po2 IR."""
+    x_int = quantize_input(x.numpy(), q.input_format)
+    ref = run_graph_int(q.graph, x_int)
     got = fake_quant_int(q, x)
     mismatch = np.argwhere(got != ref)
     assert mismatch.size == 0, f"{len(mismatch)} mismatches, first at {mismatch[0]}"
+    golden = golden_model.run_int(graph_to_po2(q.graph), x_int)
+    mismatch = np.argwhere(golden != ref)
+    assert mismatch.size == 0, f"golden model on po2 IR: {len(mismatch)} mismatches"
     return ref
 
 
