@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the built-in digits example, end to end")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="where the design goes")
     p.add_argument("--images", type=int, default=0, help="simulate only the first N test images")
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        help="instead: compile once, then run the digits task and a fine-tuned second task "
+        "(parity) on the same RTL",
+    )
 
     sub.add_parser("examples", help="list the shipped examples")
     return parser
@@ -145,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
             )
         case "program":
             api.program(args.design, args.weights, args.out, progress=progress)
+        case "demo" if args.finetune:
+            from hashiflex import finetune
+
+            out = args.out if args.out != Path("out/demo") else Path("out/finetune")
+            return 0 if finetune.demo(out, progress=progress)["ok"] else 1
         case "demo":
             return api.demo(args.out, images=args.images, progress=progress)
         case "examples":
