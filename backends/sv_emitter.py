@@ -892,22 +892,27 @@ class _Symbols:
     ports: dict[str, dict[str, str]]  # sym_name -> IR port name -> port name
 
 
+def _add_symbol(symbols: _Symbols, names: Namespace,
+                op: hw.HWModuleOp | hw.HWModuleExternOp) -> None:
+    sym = op.sym_name.data
+    if isinstance(op, hw.HWModuleExternOp) and op.verilog_name is not None:
+        symbols.modules[sym] = op.verilog_name.data
+    else:
+        symbols.modules[sym] = names.fresh(sym)
+    # The same namespace discipline as _ModuleEmitter._header, which starts each
+    # module's namespace with its ports in this order.
+    port_names = Namespace()
+    symbols.ports[sym] = {
+        port.port_name.data: port_names.fresh(port.port_name.data)
+        for port in op.module_type.ports.data
+    }
+
+
 def _symbols(modules: Iterable[hw.HWModuleOp | hw.HWModuleExternOp]) -> _Symbols:
     names = Namespace()
     symbols = _Symbols({}, {})
     for op in modules:
-        sym = op.sym_name.data
-        if isinstance(op, hw.HWModuleExternOp) and op.verilog_name is not None:
-            symbols.modules[sym] = op.verilog_name.data
-        else:
-            symbols.modules[sym] = names.fresh(sym)
-        # The same namespace discipline as _ModuleEmitter._header, which starts each
-        # module's namespace with its ports in this order.
-        port_names = Namespace()
-        symbols.ports[sym] = {
-            port.port_name.data: port_names.fresh(port.port_name.data)
-            for port in op.module_type.ports.data
-        }
+        _add_symbol(symbols, names, op)
     return symbols
 
 
@@ -950,6 +955,33 @@ def emit_sv_files(module: ModuleOp, directory: Path) -> list[Path]:
             _ModuleEmitter(op, symbols, out).emit()
         paths.append(path)
     return paths
+
+
+class SvFileWriter:
+    """
+    `emit_sv_files` one module at a time, for a caller that builds the modules one by one
+    and drops each after writing it (hashiflex/flow.py). Module names are given in the
+    order of `add`, so adding the modules in IR order gives the same files as
+    `emit_sv_files`. An instance may only refer to modules added before it; only the
+    names and ports of the modules are kept.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.names = Namespace()
+        self.symbols = _Symbols({}, {})
+
+    def add(self, op: hw.HWModuleOp | hw.HWModuleExternOp) -> Path | None:
+        """Write `op` to `<module>.sv` (None for an extern module, which has no body)."""
+        _add_symbol(self.symbols, self.names, op)
+        if not isinstance(op, hw.HWModuleOp):
+            return None
+        path = self.directory / f"{self.symbols.modules[op.sym_name.data]}.sv"
+        with path.open("w") as out:
+            out.write(BANNER)
+            _ModuleEmitter(op, self.symbols, out).emit()
+        return path
 
 
 @dataclass(frozen=True)

@@ -104,19 +104,26 @@ def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] |
         array = np.load(path, allow_pickle=False)
     except Exception as error:
         raise InputError(f"{what} file '{path}' is not a .npy array: {error}")
+    return check_images(array, f"{what} '{path}'", input_shape)
+
+
+def check_images(array: np.ndarray, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:
+    """A float NxCxHxW array of images of `input_shape` (if known), as float32."""
     if array.ndim != 4:
         raise InputError(
-            f"{what} '{path}' has shape {list(array.shape)}; expected float32 NxCxHxW (4-D)"
+            f"{what} has shape {list(array.shape)}; expected float32 NxCxHxW (4-D)"
         )
     if input_shape is not None and tuple(array.shape[1:]) != tuple(input_shape):
         raise InputError(
-            f"{what} '{path}' has images of shape {list(array.shape[1:])}; the network takes "
+            f"{what} has images of shape {list(array.shape[1:])}; the network takes "
             f"{list(input_shape)} (CxHxW)"
         )
     if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"{what} '{path}' holds {array.dtype}, expected float32 images")
+        raise InputError(f"{what} holds {array.dtype}, expected float32 images")
     if array.shape[0] == 0:
-        raise InputError(f"{what} '{path}' holds no images")
+        raise InputError(f"{what} holds no images")
+    if np.isnan(array).any():
+        raise InputError(f"{what} holds NaN values")
     return array.astype(np.float32)
 
 
@@ -157,20 +164,25 @@ def import_model(
 
     from hashiflex.frontend import quant
     from hashiflex.frontend.importer import ImportError_, graph_to_po2
+    from xdsl.utils.exceptions import DiagnosticException
 
+    check_quant_options(act_bits, exp_bits, prune, npu_weight_bits)
     loaded = load_model(spec, parse_shape(input_shape))
     if isinstance(calib, np.ndarray):
-        calib_images = calib
+        calib_images = check_images(calib, "calibration data", loaded.input_shape)
     elif calib is not None:
         calib_images = load_images(calib, "calibration data", loaded.input_shape)
     else:
         calib_images = None
+    if calib_images is not None and not np.isfinite(calib_images).all():
+        raise InputError("calibration data holds NaN or infinite values")
     if loaded.input_shape is None and calib_images is not None:
         loaded.input_shape = tuple(calib_images.shape[1:])
     defaults = (act_bits, exp_bits, prune, npu_weight_bits) == (8, 3, 0.0, 8)
     options = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits)
     try:
-        with progress.step(f"quantising {loaded.name}"):
+        # a float -> int64 cast of an out-of-range bias is refused by check_int64_range below
+        with progress.step(f"quantising {loaded.name}"), np.errstate(invalid="ignore"):
             example = loaded.example
             if (
                 example is not None
@@ -193,7 +205,59 @@ def import_model(
             module = graph_to_po2(quantized.graph, loaded.name)
     except (quant.UnsupportedModelError, quant.ModelShapeError, ImportError_) as error:
         raise ModelError(str(error))
+    except ValueError as error:  # e.g. the float model overflows to inf on the calibration data
+        raise ModelError(f"quantising {loaded.name} failed: {error}")
+    except DiagnosticException as error:  # a po2 op does not verify (e.g. a width beyond 64 bits)
+        raise ModelError(f"{loaded.name}: {str(error).strip().splitlines()[0]}")
+    check_int64_range(module)
     return module, quantized
+
+
+def check_int64_range(module) -> None:
+    """
+    The golden model (and the po2 interpreter, the frontend's integer executor) compute in
+    int64: refuse a network whose exact accumulators could leave it (e.g. --exp-bits 6 gives
+    weight shifts up to 63), instead of a wrapped, silently wrong reference or an overflow.
+    """
+    from hashiflex.dialects import po2
+    from hashiflex.golden.semantics import decode_weights
+
+    limit = 1 << 62
+    for op in module.walk():
+        layer = getattr(getattr(op, "layer", None), "data", op.name)
+        if isinstance(op, po2.Conv2dOp):
+            fmt = op.input.type.fmt
+            x_max = max(abs(fmt.lo), abs(fmt.hi))
+            weights = decode_weights(op.weight_codes()).astype(object)
+            w_sum = np.abs(weights).reshape(weights.shape[0], -1).sum(axis=1)
+            bias = po2._array_prop(op, "bias")
+            shifts = po2._array_prop(op, "shift")
+            worst = max(x_max * int(w) + abs(int(b)) + (1 << max(int(r), 0))
+                        for w, b, r in zip(w_sum, bias, shifts))
+        elif isinstance(op, po2.AvgPoolOp):
+            fmt = op.input.type.fmt
+            _, h, w = op.input.type.dims
+            worst = h * w * max(abs(fmt.lo), abs(fmt.hi)) * op.multiplier.value.data
+            worst += 1 << max(op.shift.value.data + fmt.frac - op.output.type.fmt.frac, 0)
+        else:
+            continue
+        if worst >= limit:
+            raise ModelError(
+                f"layer '{layer}': its exact accumulator needs {int(worst).bit_length() + 1} "
+                "bits, beyond the 63 the golden model checks; use fewer --exp-bits or --act-bits"
+            )
+
+
+def check_quant_options(act_bits: int, exp_bits: int, prune: float, npu_weight_bits: int) -> None:
+    """Quantisation options in their supported ranges (one-line errors, before any work)."""
+    if not 2 <= act_bits <= 32:
+        raise InputError(f"--act-bits must be in 2..32, got {act_bits}")
+    if not 1 <= exp_bits <= 6:
+        raise InputError(f"--exp-bits must be in 1..6, got {exp_bits}")
+    if not 0.0 <= prune < 1.0:
+        raise InputError(f"--prune must be in [0, 1), got {prune}")
+    if not 2 <= npu_weight_bits <= 32:
+        raise InputError(f"--npu-weight-bits must be in 2..32, got {npu_weight_bits}")
 
 
 def golden(module, images: np.ndarray, weights: dict | None = None):
@@ -228,7 +292,11 @@ def parse_ir(path: Path | str):
     if not path.is_file():
         raise InputError(f"IR file '{path}' does not exist")
     try:
-        module = Parser(make_context(), path.read_text(), str(path)).parse_module()
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"'{path}' is not an IR text file (it is not UTF-8)")
+    try:
+        module = Parser(make_context(), text, str(path)).parse_module()
         module.verify()
     except ParseError as error:
         raise InputError(f"'{path}' does not parse: {str(error).strip().splitlines()[-1].strip()}")
@@ -255,10 +323,14 @@ def load_weights(path: Path | str) -> dict:
 
 
 def golden_command(ir: Path, inputs: Path, out: Path, *, weights: Path | None = None, progress: Progress = QUIET) -> None:
-    from hashiflex.golden.model import input_type
+    from hashiflex.golden.model import GoldenError, input_type
 
     module = parse_ir(ir)
-    images = load_images(inputs, "inputs", input_type(module).dims)
+    try:
+        in_t = input_type(module)
+    except GoldenError as error:
+        raise InputError(f"'{ir}' is not a layer-level po2 network: {error}")
+    images = load_images(inputs, "inputs", in_t.dims)
     npu = load_weights(weights) if weights is not None else None
     if npu is not None:
         check_npu_weights(module, npu)
@@ -411,9 +483,8 @@ def compile(
     **quant_options,
 ) -> Design:
     """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
-    from hashiflex.backends.sv_emitter import emit_sv_files
+    from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
-    from hashiflex.passes.po2_to_hw import design_report
 
     if clock_mhz <= 0:
         raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
@@ -433,17 +504,20 @@ def compile(
             npu_weights=npu.weight_matrix(),
             npu_bias=np.asarray(list(npu.bias.iter_values()), dtype=np.int64),
         )
-        lower_to_hw(module, levels_per_stage=levels_per_stage, npu_lanes=npu_lanes, progress=progress)
-        with progress.step("writing hw IR"):
-            print_ir(module, tmp / "model.hw.mlir")
-        hw_report = design_report(module)
+        # Layer by layer: unroll, lower, print hw IR, emit rtl/<module>.sv, drop (flow.py);
+        # byte-identical to lower_to_hw + print_ir + emit_sv_files, one layer's IR at a time.
+        with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
+            flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
+                                  levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
+                                  progress=progress)
+        progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
+                     + f"; {flow.hw_ops} hw ops in {flow.modules} modules")
+        hw_report = flow.hw_report
         top = hw_report["top"]["module"]
-        with progress.step("emitting SystemVerilog"):
-            # one file per module, named after it (what lint tools and Verilator expect)
-            sv_files = emit_sv_files(module, tmp / "rtl")
+        sv_files = flow.sv_files
         report = build_report(hw_report, clock_mhz)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        ports = _top_ports(module, top)
+        ports = flow.top_ports
         manifest = {
             "format": DESIGN_FORMAT,
             "name": name,
@@ -672,6 +746,8 @@ def simulate(
     images = inputs if isinstance(inputs, np.ndarray) else load_images(inputs, "inputs", shape)
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
         raise InputError(f"inputs have shape {list(images.shape)}; the design takes Nx{'x'.join(map(str, shape))}")
+    if np.isnan(images).any():
+        raise InputError("inputs hold NaN values")
     fmt = Format(m["input_format"]["bits"], m["input_format"]["signed"], m["input_format"]["frac"])
     x_int = quantize_input(images, fmt)
     module = parse_ir(design.file("po2"))

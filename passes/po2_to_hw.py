@@ -141,18 +141,29 @@ def _from_attr(attr: Attribute):
     return str(attr)
 
 
+def module_report(op: Operation) -> dict | None:
+    """The `hashiflex.report` of one hw.module (with its `module` name), else None."""
+    if not isinstance(op, hw.HWModuleOp) or REPORT_ATTR not in op.attributes:
+        return None
+    entry = _from_attr(op.attributes[REPORT_ATTR])
+    entry.setdefault("module", op.sym_name.data)
+    return entry
+
+
 def design_report(module: ModuleOp) -> dict:
     """The `hashiflex.report` of every hw.module, in order, plus totals (for report.json)."""
+    return design_report_of(filter(None, (module_report(op) for op in module.ops)))
+
+
+def design_report_of(entries) -> dict:
+    """`design_report` from the `module_report`s of the modules, in IR order."""
     layers = []
     top = None
-    for op in module.ops:
-        if isinstance(op, hw.HWModuleOp) and REPORT_ATTR in op.attributes:
-            entry = _from_attr(op.attributes[REPORT_ATTR])
-            entry.setdefault("module", op.sym_name.data)
-            if entry.get("kind") == "top":
-                top = entry
-            else:
-                layers.append(entry)
+    for entry in entries:
+        if entry.get("kind") == "top":
+            top = entry
+        else:
+            layers.append(entry)
     totals = {key: sum(l.get(key, 0) for l in layers)
               for key in ("nonzero_weights", "adders", "register_bits", "line_buffer_bits")}
     totals["max_comb_adder_levels"] = max((l.get("comb_adder_levels", 0) for l in layers), default=0)
@@ -182,11 +193,29 @@ def stream_bits(typ: po2.ActType) -> int:
 
 @dataclass
 class LayerHw:
-    """A lowered layer: its module and what the top and the timing analysis need."""
+    """
+    A lowered layer: its module and what the top and the timing analysis need. The top
+    reads only `symbol` and `module_type`, so a streaming consumer may drop `module` (see
+    `NetworkLowering.iter_modules`) once it has written it out.
+    """
 
     module: hw.HWModuleOp | None
     latency: int  # cycles from the completing input handshake to out_valid
     report: dict
+    symbol: StringAttr | None = None
+    module_type: hw.ModuleType | None = None
+
+    def __post_init__(self):
+        if self.module is not None:
+            self.symbol = self.module.sym_name
+            self.module_type = self.module.module_type
+
+
+def _take_module(layer: LayerHw) -> hw.HWModuleOp:
+    """The layer's module, which `layer` no longer holds (see `NetworkLowering`)."""
+    module, layer.module = layer.module, None
+    assert module is not None
+    return module
 
 
 def _finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSAValue,
@@ -727,13 +756,23 @@ class Po2ToHwPass(ModulePass):
 
 
 class NetworkLowering:
-    """Layer modules in graph order, then the top that instantiates and wires them."""
+    """
+    Layer modules in graph order, then the top that instantiates and wires them.
 
-    def __init__(self, fn: func.FuncOp, options: Po2ToHwPass):
+    `iter_modules` yields each module as soon as it is built, before building the next,
+    and keeps no reference to it (only its name and port types, which the top needs): a
+    consumer that writes each module out and erases it holds one layer's IR at a time
+    (hashiflex/flow.py). `prepare`, if given, maps each layer-level op of the func to the op
+    to lower in its place: the streaming flow unrolls a `po2.conv2d` there, just in time,
+    into a detached `po2.unrolled_conv2d` (same operand; the conv's result stays the key of
+    the stream). `build` is the whole-module form used by the pass.
+    """
+
+    def __init__(self, fn: func.FuncOp, options: Po2ToHwPass, prepare=None):
         self.fn, self.opt = fn, options
         self.levels = max(1, options.levels_per_stage)
-        self.modules: list[hw.HWModuleOp] = []
         self.used_names: set[str] = set()
+        self.prepare = prepare
 
     def unique(self, name: str) -> str:
         base, i = sv_name(name), 1
@@ -745,6 +784,9 @@ class NetworkLowering:
         return cand
 
     def build(self) -> list[hw.HWModuleOp]:
+        return list(self.iter_modules())
+
+    def iter_modules(self):
         fn = self.fn
         if len(fn.args) != 1 or not isinstance(fn.args[0].type, po2.ActType):
             raise LoweringError(f"@{fn.sym_name.data} must take one !po2.act image argument")
@@ -763,14 +805,17 @@ class NetworkLowering:
                 break
             layer = op.properties.get("layer")
             lname = layer.data if isinstance(layer, StringAttr) else op.name
-            if isinstance(op, po2.UnrolledConv2dOp):
+            lowered = self.prepare(op) if self.prepare is not None else op
+            if isinstance(lowered, po2.UnrolledConv2dOp):
+                # `lowered` may be a detached stand-in for `op` with the same operand: the
+                # streams are keyed by `op`'s values.
                 name = self.unique(lname)
-                hw_ = ConvLowering(op, name, self.levels).build()
-                geo = ConvGeometry.of(op)
-                src = timing[op.input]
+                hw_ = ConvLowering(lowered, name, self.levels).build()
+                geo = ConvGeometry.of(lowered)
+                src = timing[op.operands[0]]
                 need = src.needed(geo.triggers())
-                timing[op.output] = _timing(need, frame_pixels, src.lat_lo + hw_.latency,
-                                            src.lat_hi + hw_.latency)
+                timing[op.results[0]] = _timing(need, frame_pixels, src.lat_lo + hw_.latency,
+                                                src.lat_hi + hw_.latency)
             elif isinstance(op, po2.RequantOp):
                 name = self.unique(lname)
                 hw_ = build_requant(op, name, self.levels)
@@ -813,9 +858,11 @@ class NetworkLowering:
                                     f"(run po2-unroll before po2-to-hw)")
             else:
                 raise LoweringError(f"layer '{lname}': po2-to-hw cannot lower '{op.name}'")
-            plan.append((op, hw_, name))
+            lowered = None  # the stand-in's datapath may be freed while suspended
             if hw_ is not None and hw_.module is not None:
-                self.modules.append(hw_.module)
+                # No local keeps the module while the generator is suspended.
+                yield _take_module(hw_)
+            plan.append((op, hw_, name))
         if result is None:
             raise LoweringError(f"@{fn.sym_name.data} has no func.return")
         if npu_op is not None and result is not npu_op.output:
@@ -826,10 +873,7 @@ class NetworkLowering:
         final = timing[result]
         npu_latency = next((hw_.latency for op, hw_, _ in plan if op is npu_op), 0)
         latency = int(final.need[-1]) + final.lat_hi + npu_latency
-        self.modules.append(
-            self.build_top(sv_name(top_name), in_t, plan, result, npu_op, latency)
-        )
-        return self.modules
+        yield self.build_top(sv_name(top_name), in_t, plan, result, npu_op, latency)
 
     def build_npu(self, op: po2.NpuLinearOp, name: str, frame_pixels: int) -> LayerHw:
         from hashiflex.passes import npu_to_hw
@@ -892,8 +936,8 @@ class NetworkLowering:
         outs: list[tuple[str, Attribute]] = [("in_ready", i1), ("out_valid", i1)]
         npu_mod = None
         if npu_op is not None:
-            npu_mod = next(hw_.module for op, hw_, _ in plan if op is npu_op)
-            ports = {p.port_name.data: p.type for p in npu_mod.module_type.ports.data}
+            npu_hw = next(hw_ for op, hw_, _ in plan if op is npu_op)
+            ports = {p.port_name.data: p.type for p in npu_hw.module_type.ports.data}
             ins += [("npu_we", i1), ("npu_waddr", ports["waddr"]), ("npu_wdata", ports["wdata"]),
                     ("npu_swap", i1)]
             outs += [("out_class", ports["out_class"]), ("out_logits", ports["out_logits"])]
@@ -911,8 +955,8 @@ class NetworkLowering:
             if hw_ is None:  # flatten: wiring
                 streams[op.results[0]] = streams[op.operands[0]]
                 continue
-            mod = hw_.module
-            out_types = [(p.port_name.data, p.type) for p in mod.module_type.ports.data
+            mod_ports = hw_.module_type.ports.data
+            out_types = [(p.port_name.data, p.type) for p in mod_ports
                          if p.dir.data == hw.Direction.OUTPUT]
             if op is npu_op:
                 valid, data = streams[op.operands[0]]
@@ -920,10 +964,10 @@ class NetworkLowering:
                           ("in_data", data), ("we", a["npu_we"]), ("waddr", a["npu_waddr"]),
                           ("wdata", a["npu_wdata"]), ("swap", a["npu_swap"]),
                           ("swap_at", hb.const(0, 32))]
-                names = [p.port_name.data for p in mod.module_type.ports.data
+                names = [p.port_name.data for p in mod_ports
                          if p.dir.data == hw.Direction.INPUT]
                 inputs = [(n, v) for n, v in inputs if n in names]
-                inst = hw.InstanceOp(f"{lname}_inst", FlatSymbolRefAttr(mod.sym_name),
+                inst = hw.InstanceOp(f"{lname}_inst", FlatSymbolRefAttr(hw_.symbol),
                                      inputs, out_types)
                 shell.block.add_op(inst)
                 npu_inst = inst
@@ -935,7 +979,7 @@ class NetworkLowering:
             else:
                 valid, data = streams[op.operands[0]]
                 inputs += [("in_valid", valid), ("in_data", data)]
-            inst = hw.InstanceOp(f"{lname}_inst", FlatSymbolRefAttr(mod.sym_name), inputs, out_types)
+            inst = hw.InstanceOp(f"{lname}_inst", FlatSymbolRefAttr(hw_.symbol), inputs, out_types)
             shell.block.add_op(inst)
             gated.append(inst)
             streams[op.results[0]] = (inst.results[0], inst.results[1])
