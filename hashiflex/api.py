@@ -95,16 +95,20 @@ def load_model(spec: str, input_shape: tuple[int, int, int] | None = None) -> Lo
     return LoadedModel(factory_name, model.eval(), tuple(input_shape) if input_shape else None)
 
 
-def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:
-    """A float32 NxCxHxW .npy, checked against the network's input shape."""
+def load_npy(path: Path | str, what: str) -> np.ndarray:
+    """A .npy array, or a one-line InputError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file '{path}' does not exist")
     try:
-        array = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except Exception as error:
         raise InputError(f"{what} file '{path}' is not a .npy array: {error}")
-    return check_images(array, f"{what} '{path}'", input_shape)
+
+
+def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:
+    """A float32 NxCxHxW .npy, checked against the network's input shape."""
+    return check_images(load_npy(path, what), f"{what} '{path}'", input_shape)
 
 
 def check_images(array: np.ndarray, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:

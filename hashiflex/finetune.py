@@ -108,25 +108,15 @@ def _images(view: _DesignView, data, what: str) -> np.ndarray:
 
     shape = tuple(view.in_type.dims)
     if isinstance(data, np.ndarray):
-        if data.ndim != 4 or tuple(data.shape[1:]) != shape:
-            raise InputError(
-                f"{what} have shape {list(data.shape)}; the design takes Nx{'x'.join(map(str, shape))}"
-            )
-        if len(data) == 0:
-            raise InputError(f"{what} hold no images")
-        return data.astype(np.float32)
+        return api.check_images(data, what, shape)
     return api.load_images(data, what, shape)
 
 
 def _labels(labels, count: int, capacity: int) -> np.ndarray:
+    from hashiflex import api
+
     if not isinstance(labels, np.ndarray):
-        path = Path(labels)
-        if not path.is_file():
-            raise InputError(f"labels file '{path}' does not exist")
-        try:
-            labels = np.load(path, allow_pickle=False)
-        except Exception as error:
-            raise InputError(f"labels file '{path}' is not a .npy array: {error}")
+        labels = api.load_npy(labels, "labels")
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise InputError(f"labels have shape {list(labels.shape)}; expected a 1-D array of ints")

@@ -133,7 +133,7 @@ def test_bad_input_nothing_written(digits, data, tmp_path):
         (x, y - 1, InputError, "labels must be >= 0"),
         (x, y.astype(np.float32) + 0.5, InputError, "integer class labels"),
         (x, y.reshape(5, 10), InputError, "1-D"),
-        (x[:, :, :8, :8], y, InputError, r"the design takes Nx1x16x16"),
+        (x[:, :, :8, :8], y, InputError, r"the network takes \[1, 16, 16\]"),
         (tmp_path / "missing.npy", y, InputError, "does not exist"),
     ]
     for images, labels, error, message in cases:
