@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import func, hw, seq
+from xdsl.dialects import comb, func, hw, seq
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
@@ -148,6 +148,19 @@ def module_report(op: Operation) -> dict | None:
     entry = _from_attr(op.attributes[REPORT_ATTR])
     entry.setdefault("module", op.sym_name.data)
     return entry
+
+
+def _counted_resources(module: hw.HWModuleOp) -> dict:
+    """Adders, multipliers and register bits of a module built without HwBuilder stats."""
+    adders = multipliers = register_bits = 0
+    for op in module.body.walk():
+        if isinstance(op, (comb.AddOp, comb.SubOp)):
+            adders += 1
+        elif isinstance(op, comb.MulOp):
+            multipliers += 1
+        elif isinstance(op, seq.CompRegOp):
+            register_bits += op.data.type.width.data
+    return {"adders": adders, "multipliers": multipliers, "register_bits": register_bits}
 
 
 def design_report(module: ModuleOp) -> dict:
@@ -905,6 +918,7 @@ class NetworkLowering:
             "weight_memory_bits": 2 * (n * k * op.weight_bits.value.data + n * op.bias_bits.value.data),
             "cycles_per_image": npu_to_hw.npu_cycles_per_image(k, n, lanes),
             "pipeline_stages": npu_to_hw.npu_latency(k, n, lanes),
+            **_counted_resources(module),
         }
         if REPORT_ATTR not in module.attributes:
             module.attributes[REPORT_ATTR] = _to_attr(report)
