@@ -420,29 +420,30 @@ class ConvLowering:
 
         # Validity of the window's rows and columns for the output being fired, registered
         # with the pixel (loaded on accept, like the taps).
-        row_ok: dict[int, SSAValue] = {}
-        for kh in range(geo.KH):
-            above, below = geo.row_checks(kh)
-            conds = []
-            d = geo.KH - 1 - kh
-            if above:
-                conds.append(hb.cmp_const(by, "uge", d))
-            if below:
-                conds.append(hb.cmp_const(by, "ult", geo.H + d))
-            if conds:
-                row_ok[kh] = hb.reg(hb.and_(*conds), accept, name=f"{nm}_row_ok{kh}")
-        col_ok: dict[int, SSAValue] = {}
-        for kw in range(geo.KW):
-            left, right = geo.col_checks(kw)
-            conds = []
-            d = geo.KW - 1 - kw
-            if left:
-                conds.append(hb.cmp_const(bx, "uge", d))
-            if right:
-                conds.append(hb.cmp_const(bx, "ult", geo.W + d))
-            if conds:
-                col_ok[kw] = hb.reg(hb.and_(*conds), accept, name=f"{nm}_col_ok{kw}")
+        row_ok = self._tap_masks(hb, by, geo.KH, geo.H, geo.row_checks, accept, f"{nm}_row_ok")
+        col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
         return fire, row_ok, col_ok
+
+    @staticmethod
+    def _tap_masks(hb: HwBuilder, corner: SSAValue, taps: int, size: int, checks,
+                   accept: SSAValue, name: str) -> dict[int, SSAValue]:
+        """
+        For each kernel row (or column) k that can hang over the padding, a registered bit:
+        its input coordinate `corner - (taps - 1 - k)` lies in [0, size). `checks(k)` says
+        which of the two bounds can fail for this layer (the others need no logic).
+        """
+        masks: dict[int, SSAValue] = {}
+        for k in range(taps):
+            low_edge, high_edge = checks(k)
+            d = taps - 1 - k
+            conds = []
+            if low_edge:
+                conds.append(hb.cmp_const(corner, "uge", d))
+            if high_edge:
+                conds.append(hb.cmp_const(corner, "ult", size + d))
+            if conds:
+                masks[k] = hb.reg(hb.and_(*conds), accept, name=f"{name}{k}")
+        return masks
 
     def window(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> dict[int, Sig]:
         """Sigs of the used window arguments: per-channel tap chains plus padding masks."""
