@@ -9,7 +9,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Region
 
 from hashiflex.dialects import po2
-from hashiflex.golden.semantics import Format, conv_shift
+from hashiflex.golden.semantics import Format, conv_shift, requantize
 
 
 def conv_out_hw(h, w, kernel, stride, pads):
@@ -76,3 +76,33 @@ def extreme_batch(rng: np.random.Generator, shape, fmt: Format, n_random: int = 
     return np.concatenate(
         [rand, np.full((1, *shape), fmt.hi), np.full((1, *shape), fmt.lo)]
     ).astype(np.int64)
+
+
+def ref_conv(x, codes, bias, shift, stride, pads, groups, out_fmt, act):
+    """
+    One image's po2.conv2d by loops over every output with Python ints, read literally
+    from docs/semantics.md (only the rounding primitives are shared): the independent
+    reference for the golden model and the interpreter.
+    """
+    cin, h, w = x.shape
+    cout, cin_g, kh, kw = codes.shape
+    top, left, bottom, right = pads
+    oh = (h + top + bottom - kh) // stride[0] + 1
+    ow = (w + left + right - kw) // stride[1] + 1
+    y = np.zeros((cout, oh, ow), dtype=np.int64)
+    for o in range(cout):
+        g = o // (cout // groups)
+        for oy in range(oh):
+            for ox in range(ow):
+                acc = int(bias[o])
+                for i in range(cin_g):
+                    for a in range(kh):
+                        for b in range(kw):
+                            yy, xx = oy * stride[0] - top + a, ox * stride[1] - left + b
+                            c = int(codes[o, i, a, b])
+                            if c == 0 or not (0 <= yy < h and 0 <= xx < w):
+                                continue
+                            v = int(x[g * cin_g + i, yy, xx])
+                            acc += v * (1 << (abs(c) - 1)) * (1 if c > 0 else -1)
+                y[o, oy, ox] = requantize(acc, int(shift[o]), out_fmt, act)
+    return y

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from po2_testlib import conv_module, extreme_batch, parse
+from po2_testlib import conv_module, extreme_batch, parse, ref_conv
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Region
@@ -24,31 +24,6 @@ from hashiflex.interpreters.po2 import check_fits, run_po2, window_views
 # ---------------------------------------------------------------------------
 # The reference: one image, Python ints, loops
 # ---------------------------------------------------------------------------
-
-
-def ref_conv(x, codes, bias, shift, stride, pads, groups, out_fmt, act):
-    cin, h, w = x.shape
-    cout, cin_g, kh, kw = codes.shape
-    top, left, bottom, right = pads
-    oh = (h + top + bottom - kh) // stride[0] + 1
-    ow = (w + left + right - kw) // stride[1] + 1
-    y = np.zeros((cout, oh, ow), dtype=np.int64)
-    for o in range(cout):
-        g = o // (cout // groups)
-        for oy in range(oh):
-            for ox in range(ow):
-                acc = int(bias[o])
-                for i in range(cin_g):
-                    for a in range(kh):
-                        for b in range(kw):
-                            yy, xx = oy * stride[0] - top + a, ox * stride[1] - left + b
-                            c = int(codes[o, i, a, b])
-                            if c == 0 or not (0 <= yy < h and 0 <= xx < w):
-                                continue
-                            v = int(x[g * cin_g + i, yy, xx])
-                            acc += v * (1 << (abs(c) - 1)) * (1 if c > 0 else -1)
-                y[o, oy, ox] = requantize(acc, int(shift[o]), out_fmt, act)
-    return y
 
 
 def ref_residual_add(a, fa, b, fb, fy, act):
