@@ -22,25 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import write_results  # noqa: E402
 
-SMALL_NET = '''
-import torch
-from torch import nn
-INPUT_SHAPE = (1, 8, 8)
-class Small(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(8, 10)
-    def forward(self, x):
-        return self.fc(self.flatten(self.pool(self.conv(x))))
-def small():
-    torch.manual_seed(0)
-    return Small()
-'''
-
-
 def model_row(name: str, k: int, n: int, pipeline: int, clock_mhz: float) -> dict:
     from hashiflex.passes import npu_to_hw
 
@@ -131,12 +112,9 @@ def main() -> None:
         # tiny_cnn's default NPU already has 1 lane (24*10 = 240 <= 256 cycles): the 1-lane
         # design is the default design, measured once
         runs["tiny_cnn default (= 1 lane)"] = measured("tiny_cnn", work / "tiny_cnn", x_digits, clock)
-        net = work / "small_net.py"
-        net.parent.mkdir(parents=True, exist_ok=True)
-        net.write_text(SMALL_NET)
         x_small = np.random.default_rng(0).random((200, 1, 8, 8), dtype=np.float32)
-        runs["small 8x8 default"] = measured(f"{net}:small", work / "small", x_small, clock)
-        runs["small 8x8 1 lane"] = measured(f"{net}:small", work / "small1", x_small, clock, npu_lanes=1)
+        runs["small 8x8 default"] = measured("small_net", work / "small", x_small, clock)
+        runs["small 8x8 1 lane"] = measured("small_net", work / "small1", x_small, clock, npu_lanes=1)
         print("\nmeasured in Verilator")
         print(f"{'design':28} {'lanes':>5} {'pipeline':>9} {'NPU':>5} {'report':>7} {'measured':>9} "
               f"{'stalls':>7} {'img/s':>10} bit-exact")

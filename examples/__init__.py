@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hashiflex.examples.mobilenetv2 import mobilenetv2
+from hashiflex.examples.small_net import small_net
 from hashiflex.examples.tiny_cnn import tiny_cnn
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -59,6 +60,12 @@ EXAMPLES: dict[str, ExampleSpec] = {
         input_shape=(3, 32, 32),
         description="MobileNetV2 width 1.0, 32x32x3, 10 classes (untrained; 2.19M conv "
                     "weights, the scale benchmark)",
+    ),
+    "small_net": ExampleSpec(
+        factory=small_net,
+        input_shape=(1, 8, 8),
+        description="one 3x3 conv on 8x8, 10 classes (untrained): NPU stress tests, "
+                    "fast experiments",
     ),
 }
 

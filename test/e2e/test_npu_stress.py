@@ -10,7 +10,7 @@ Stress tests of the reprogrammable NPU in RTL simulation (issue 5):
   and MobileNetV2's classifier by the throughput model;
 * bad weights: clear errors, nothing written.
 
-Designs are compiled once per session (a small 8x8 net with default and 1-lane NPUs, and
+Designs are compiled once per session (the `small_net` example with default and 1-lane NPUs, and
 the digits example shared with test_finetune.py) under pytest's temporary directory.
 """
 
@@ -26,33 +26,6 @@ from hashiflex import finetune as ft
 from hashiflex.errors import InputError
 from hashiflex.passes import npu_to_hw
 
-SMALL_NET = '''
-import torch
-from torch import nn
-
-INPUT_SHAPE = (1, 8, 8)
-
-
-class Small(nn.Module):
-    """8x8 input, one 3x3 conv (1->8), global pool, Linear 8->10: 64 cycles/image, and an
-    NPU of 80 MACs per image (default 2 lanes: 40 cycles; 1 lane: 80, the bottleneck)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        return self.fc(self.flatten(self.pool(self.conv(x))))
-
-
-def small():
-    torch.manual_seed(0)
-    return Small()
-'''
-
 
 def shared_design(tmp_path_factory, key: str, spec: str, **options) -> api.Design:
     """Compile once per pytest session (also across test modules) under the base temp dir."""
@@ -61,22 +34,17 @@ def shared_design(tmp_path_factory, key: str, spec: str, **options) -> api.Desig
     if (design_dir / "design.json").is_file():
         return api.open_design(design_dir)
     root.mkdir(parents=True, exist_ok=True)
-    if spec == "small":
-        net = root.parent / "small_net.py"
-        if not net.is_file():
-            net.write_text(SMALL_NET)
-        spec = f"{net}:small"
     return api.compile(spec, design_dir, **options)
 
 
 @pytest.fixture(scope="module")
 def small_default(tmp_path_factory):
-    return shared_design(tmp_path_factory, "small-default", "small")
+    return shared_design(tmp_path_factory, "small-default", "small_net")
 
 
 @pytest.fixture(scope="module")
 def small_1lane(tmp_path_factory):
-    return shared_design(tmp_path_factory, "small-1lane", "small", npu_lanes=1)
+    return shared_design(tmp_path_factory, "small-1lane", "small_net", npu_lanes=1)
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_mobilenetv2_ends_at_4x4():
 
 
 def test_registry():
-    assert set(EXAMPLES) == {"tiny_cnn", "mobilenetv2_digits", "mobilenetv2"}
+    assert set(EXAMPLES) == {"tiny_cnn", "mobilenetv2_digits", "mobilenetv2", "small_net"}
     for name, spec in EXAMPLES.items():
         model = load_example(name)
         assert not model.training
