@@ -17,7 +17,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -347,13 +346,11 @@ def golden_command(ir: Path, inputs: Path, out: Path, *, weights: Path | None = 
 
 def check_npu_weights(module, npu: dict) -> None:
     """Weights must fit the NPU built into the design: shape and number range."""
-    from hashiflex.dialects import po2
     from hashiflex.golden.semantics import type_range
 
-    ops = [op for op in module.walk() if isinstance(op, po2.NpuLinearOp)]
-    if len(ops) != 1:
+    op = _npu_op(module)
+    if op is None:
         raise DesignError("the design has no NPU classifier")
-    op = ops[0]
     n, k = op.weights.get_shape()
     w, b = npu["weights"], npu["bias"]
     if w.ndim != 2 or w.shape[1] != k or w.shape[0] > n:
@@ -686,13 +683,9 @@ def npu_write_sequence(manifest: dict, weights: dict) -> list[tuple[int, int]]:
     than the NPU holds) get zero weights and the most negative bias.
     """
     n_cap, k = manifest["classes"], manifest["features"]
-    bias_bits = manifest["npu_bias_bits"]
-    w = np.zeros((n_cap, k), dtype=np.int64)
-    b = np.full(n_cap, -(1 << (bias_bits - 1)), dtype=np.int64)
-    used = weights["weights"].shape[0]
-    w[:used] = weights["weights"]
-    b[:used] = weights["bias"]
-    mask = (1 << bias_bits) - 1
+    full = padded_weights(manifest, weights)
+    w, b = full["weights"], full["bias"]
+    mask = (1 << manifest["npu_bias_bits"]) - 1
     words = [(kk * n_cap + nn, int(w[nn, kk]) & mask) for kk in range(k) for nn in range(n_cap)]
     words += [(n_cap * k + nn, int(b[nn]) & mask) for nn in range(n_cap)]
     return words
@@ -849,23 +842,20 @@ def golden_with_schedule(module, x_int: np.ndarray, schedule: list, swap_images:
     from hashiflex.golden import model as golden_model
     from hashiflex.golden.semantics import argmax_lowest
 
-    starts = []
+    # (first image, weights) segments; the design's own weights until the first reload
     mid = iter(swap_images)
-    for first, npu in schedule:
-        starts.append((first if first is not None else next(mid), npu))
-    logits = np.empty((len(x_int), 0), dtype=np.int64)
-    bounds = [s for s, _ in starts]
+    segments = [(0, None)] + [
+        (first if first is not None else next(mid), npu) for first, npu in schedule
+    ]
     pieces = []
-    segments = [(0, None)] + starts
     for i, (begin, npu) in enumerate(segments):
-        end = segments[i + 1][0] if i + 1 < len(segments) else len(x_int)
-        end = min(end, len(x_int))
+        end = min(segments[i + 1][0] if i + 1 < len(segments) else len(x_int), len(x_int))
         if end <= begin:
             continue
         w = None if npu is None else npu["weights"]
         b = None if npu is None else npu["bias"]
         pieces.append(golden_model.run_int(module, x_int[begin:end], w, b))
-    logits = np.concatenate(pieces) if pieces else logits
+    logits = np.concatenate(pieces)
     return logits, argmax_lowest(logits)
 
 
