@@ -48,10 +48,12 @@ __all__ = [
     "HwFunctions",
     "HwSimulationError",
     "HwSimulator",
-    "Kernel",
+    "Port",
     "concat_bits",
+    "constant_value",
+    "expression",
+    "expression_of",
     "extract_bits",
-    "icmp",
     "kernel_of",
     "replicate_bits",
     "shift_left",
@@ -146,63 +148,63 @@ def signed_mod(lhs: int, rhs: int, width: int) -> int:
     return truncate(-remainder if a < 0 else remainder, width)
 
 
-_PREDICATES: dict[str, Callable[[int, int], bool]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "slt": lambda a, b: a < b,
-    "sle": lambda a, b: a <= b,
-    "sgt": lambda a, b: a > b,
-    "sge": lambda a, b: a >= b,
-    "ult": lambda a, b: a < b,
-    "ule": lambda a, b: a <= b,
-    "ugt": lambda a, b: a > b,
-    "uge": lambda a, b: a >= b,
+# ---------------------------------------------------------------------------------------
+# One function per op: the op's result as a Python expression of its operands
+# ---------------------------------------------------------------------------------------
+#
+# Each function below receives the op and the Python expressions of its operands (names of
+# locals, or int literals) and returns the expression of its result, with the op's static
+# data (masks, low bit, predicate) already folded in. The simulator pastes these into one
+# straight-line function per design; `kernel_of` compiles a single one into a callable for
+# xDSL's interpreter. One text, two uses: the interpreter and the simulator cannot drift.
+
+OpExpression = Callable[..., str]
+_EXPRESSIONS: dict[type[Operation], OpExpression] = {}
+
+# The helpers an expression may call by name.
+_HELPERS: dict[str, Any] = {
+    "concat_bits": concat_bits,
+    "replicate_bits": replicate_bits,
+    "shift_left": shift_left,
+    "shift_right_unsigned": shift_right_unsigned,
+    "shift_right_signed": shift_right_signed,
+    "signed_div": signed_div,
+    "signed_mod": signed_mod,
+    "to_signed": to_signed,
 }
 
 
-def icmp(predicate: str, lhs: int, rhs: int, width: int) -> int:
-    """comb.icmp: 1 or 0. The `s` predicates compare the operands as two's complement."""
-    if predicate.startswith("s"):
-        lhs, rhs = to_signed(lhs, width), to_signed(rhs, width)
-    return int(_PREDICATES[predicate](lhs, rhs))
+def expression(op_type: type[Operation]) -> Callable[[OpExpression], OpExpression]:
+    """Register the function giving the result expression of `op_type`."""
 
-
-# ---------------------------------------------------------------------------------------
-# One kernel per op
-# ---------------------------------------------------------------------------------------
-
-Kernel = Callable[..., int]
-"""The value of one op's result from its operand values (ints, in operand order)."""
-
-_OpT = TypeVar("_OpT", bound=Operation)
-_KERNELS: dict[type[Operation], Callable[[Any], Kernel]] = {}
-
-
-def kernel(op_type: type[_OpT]) -> Callable[[Callable[[_OpT], Kernel]], Callable[[_OpT], Kernel]]:
-    """Register the kernel factory of `op_type`: it specialises the semantics to one op."""
-
-    def register(factory: Callable[[_OpT], Kernel]) -> Callable[[_OpT], Kernel]:
-        _KERNELS[op_type] = factory
-        return factory
+    def register(function: OpExpression) -> OpExpression:
+        _EXPRESSIONS[op_type] = function
+        return function
 
     return register
 
 
 def supported_ops() -> tuple[type[Operation], ...]:
-    """The op classes with a kernel (the combinational ops the simulator evaluates)."""
-    return tuple(_KERNELS)
+    """The combinational op classes the interpreter and the simulator evaluate."""
+    return tuple(_EXPRESSIONS)
 
 
-def kernel_of(op: Operation) -> Kernel:
-    """The kernel of one op; an unsupported op is an error naming it."""
-    factory = _KERNELS.get(type(op))
-    if factory is None:
+def expression_of(op: Operation, operands: Sequence[str]) -> str:
+    """The Python expression of `op`'s result; an unsupported op is an error naming it."""
+    function = _EXPRESSIONS.get(type(op))
+    if function is None:
         raise HwSimulationError(
             f"'{op.name}' cannot be simulated: supported ops are "
-            + ", ".join(sorted(cls.name for cls in _KERNELS))
+            + ", ".join(sorted(cls.name for cls in _EXPRESSIONS))
             + ", hw.instance, hw.output and seq.compreg"
         )
-    return factory(op)
+    return function(op, *operands)
+
+
+def kernel_of(op: Operation) -> Callable[..., int]:
+    """`op` as a function from its operand values to its result value."""
+    names = [f"x{i}" for i in range(len(op.operands))]
+    return eval(f"lambda {', '.join(names)}: {expression_of(op, names)}", dict(_HELPERS))
 
 
 def _result_width(op: Operation) -> int:
@@ -213,169 +215,135 @@ def _mask(op: Operation) -> int:
     return (1 << _result_width(op)) - 1
 
 
-@kernel(hw.ConstantOp)
-def constant_kernel(op: hw.ConstantOp) -> Kernel:
-    value = truncate(op.value.value.data, _result_width(op))  # a negative literal wraps
-    return lambda: value
+def constant_value(op: hw.ConstantOp) -> int:
+    """The bit pattern of an hw.constant (a negative literal wraps to its width)."""
+    return truncate(op.value.value.data, _result_width(op))
 
 
-@kernel(hw.BitcastOp)
-def bitcast_kernel(op: hw.BitcastOp) -> Kernel:
+@expression(hw.ConstantOp)
+def constant_expression(op: hw.ConstantOp) -> str:
+    return str(constant_value(op))
+
+
+@expression(hw.BitcastOp)
+def bitcast_expression(op: hw.BitcastOp, value: str) -> str:
     if width_of(op.operands[0].type) != _result_width(op):
         raise HwSimulationError(f"hw.bitcast between different widths: {op}")
-    return lambda value: value
+    return value
 
 
-@kernel(comb.AddOp)
-def add_kernel(op: comb.AddOp) -> Kernel:
-    mask = _mask(op)
-    if len(op.operands) == 2:
-        return lambda a, b: (a + b) & mask
-    return lambda *values: sum(values) & mask
+@expression(comb.AddOp)
+def add_expression(op: comb.AddOp, *values: str) -> str:
+    return f"({' + '.join(values)}) & {_mask(op)}"
 
 
-@kernel(comb.SubOp)
-def sub_kernel(op: comb.SubOp) -> Kernel:
-    mask = _mask(op)
-    return lambda a, b: (a - b) & mask
+@expression(comb.SubOp)
+def sub_expression(op: comb.SubOp, lhs: str, rhs: str) -> str:
+    return f"({lhs} - {rhs}) & {_mask(op)}"
 
 
-@kernel(comb.MulOp)
-def mul_kernel(op: comb.MulOp) -> Kernel:
-    mask = _mask(op)
-
-    def mul(*values: int) -> int:
-        product = 1
-        for value in values:
-            product = (product * value) & mask
-        return product
-
-    return mul
+@expression(comb.MulOp)
+def mul_expression(op: comb.MulOp, *values: str) -> str:
+    return f"({' * '.join(values)}) & {_mask(op)}"
 
 
-@kernel(comb.DivUOp)
-def divu_kernel(op: comb.DivUOp) -> Kernel:
-    return lambda a, b: a // b if b else 0  # x / 0 = 0, as Verilator computes
+@expression(comb.DivUOp)
+def divu_expression(op: comb.DivUOp, lhs: str, rhs: str) -> str:
+    return f"({lhs} // {rhs} if {rhs} else 0)"  # x / 0 = 0, as Verilator computes
 
 
-@kernel(comb.ModUOp)
-def modu_kernel(op: comb.ModUOp) -> Kernel:
-    return lambda a, b: a % b if b else 0
+@expression(comb.ModUOp)
+def modu_expression(op: comb.ModUOp, lhs: str, rhs: str) -> str:
+    return f"({lhs} % {rhs} if {rhs} else 0)"
 
 
-@kernel(comb.DivSOp)
-def divs_kernel(op: comb.DivSOp) -> Kernel:
-    width = _result_width(op)
-    return lambda a, b: signed_div(a, b, width)
+@expression(comb.DivSOp)
+def divs_expression(op: comb.DivSOp, lhs: str, rhs: str) -> str:
+    return f"signed_div({lhs}, {rhs}, {_result_width(op)})"
 
 
-@kernel(comb.ModSOp)
-def mods_kernel(op: comb.ModSOp) -> Kernel:
-    width = _result_width(op)
-    return lambda a, b: signed_mod(a, b, width)
+@expression(comb.ModSOp)
+def mods_expression(op: comb.ModSOp, lhs: str, rhs: str) -> str:
+    return f"signed_mod({lhs}, {rhs}, {_result_width(op)})"
 
 
-@kernel(comb.ShlOp)
-def shl_kernel(op: comb.ShlOp) -> Kernel:
-    width = _result_width(op)
-    return lambda a, b: shift_left(a, b, width)
+@expression(comb.ShlOp)
+def shl_expression(op: comb.ShlOp, value: str, amount: str) -> str:
+    return f"shift_left({value}, {amount}, {_result_width(op)})"
 
 
-@kernel(comb.ShrUOp)
-def shru_kernel(op: comb.ShrUOp) -> Kernel:
-    width = _result_width(op)
-    return lambda a, b: shift_right_unsigned(a, b, width)
+@expression(comb.ShrUOp)
+def shru_expression(op: comb.ShrUOp, value: str, amount: str) -> str:
+    return f"shift_right_unsigned({value}, {amount}, {_result_width(op)})"
 
 
-@kernel(comb.ShrSOp)
-def shrs_kernel(op: comb.ShrSOp) -> Kernel:
-    width = _result_width(op)
-    return lambda a, b: shift_right_signed(a, b, width)
+@expression(comb.ShrSOp)
+def shrs_expression(op: comb.ShrSOp, value: str, amount: str) -> str:
+    return f"shift_right_signed({value}, {amount}, {_result_width(op)})"
 
 
-@kernel(comb.AndOp)
-def and_kernel(op: comb.AndOp) -> Kernel:
-    if len(op.operands) == 2:
-        return lambda a, b: a & b
-    mask = _mask(op)
-
-    def and_(*values: int) -> int:
-        result = mask
-        for value in values:
-            result &= value
-        return result
-
-    return and_
+@expression(comb.AndOp)
+def and_expression(op: comb.AndOp, *values: str) -> str:
+    return f"({' & '.join(values)})"
 
 
-@kernel(comb.OrOp)
-def or_kernel(op: comb.OrOp) -> Kernel:
-    if len(op.operands) == 2:
-        return lambda a, b: a | b
-
-    def or_(*values: int) -> int:
-        result = 0
-        for value in values:
-            result |= value
-        return result
-
-    return or_
+@expression(comb.OrOp)
+def or_expression(op: comb.OrOp, *values: str) -> str:
+    return f"({' | '.join(values)})"
 
 
-@kernel(comb.XorOp)
-def xor_kernel(op: comb.XorOp) -> Kernel:
-    if len(op.operands) == 2:
-        return lambda a, b: a ^ b
-
-    def xor(*values: int) -> int:
-        result = 0
-        for value in values:
-            result ^= value
-        return result
-
-    return xor
+@expression(comb.XorOp)
+def xor_expression(op: comb.XorOp, *values: str) -> str:
+    return f"({' ^ '.join(values)})"
 
 
-@kernel(comb.ParityOp)
-def parity_kernel(op: comb.ParityOp) -> Kernel:
-    return lambda value: value.bit_count() & 1
+@expression(comb.ParityOp)
+def parity_expression(op: comb.ParityOp, value: str) -> str:
+    return f"({value}).bit_count() & 1"
 
 
-@kernel(comb.ICmpOp)
-def icmp_kernel(op: comb.ICmpOp) -> Kernel:
+_COMPARISONS = {
+    "eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",
+    "ult": "<", "ule": "<=", "ugt": ">", "uge": ">=",
+}  # fmt: skip
+
+
+@expression(comb.ICmpOp)
+def icmp_expression(op: comb.ICmpOp, lhs: str, rhs: str) -> str:
     predicate = comb.ICMP_COMPARISON_OPERATIONS[op.predicate.value.data]
+    if predicate.startswith("s"):  # compare as two's complement numbers
+        width = width_of(op.operands[0].type)
+        lhs, rhs = f"to_signed({lhs}, {width})", f"to_signed({rhs}, {width})"
+    return f"(1 if {lhs} {_COMPARISONS[predicate]} {rhs} else 0)"
+
+
+@expression(comb.MuxOp)
+def mux_expression(op: comb.MuxOp, cond: str, if_true: str, if_false: str) -> str:
+    return f"({if_true} if {cond} else {if_false})"
+
+
+@expression(comb.ExtractOp)
+def extract_expression(op: comb.ExtractOp, value: str) -> str:
+    low_bit = op.low_bit.value.data
+    return f"({value} >> {low_bit}) & {_mask(op)}" if low_bit else f"{value} & {_mask(op)}"
+
+
+@expression(comb.ConcatOp)
+def concat_expression(op: comb.ConcatOp, *values: str) -> str:
+    # The first operand is the most significant: the last one is not shifted.
+    parts, shift = [], 0
+    for operand, value in reversed(list(zip(op.operands, values))):
+        parts.append(f"({value} << {shift})" if shift else value)
+        shift += width_of(operand.type)
+    return f"({' | '.join(reversed(parts))})"
+
+
+@expression(comb.ReplicateOp)
+def replicate_expression(op: comb.ReplicateOp, value: str) -> str:
     width = width_of(op.operands[0].type)
-    compare = _PREDICATES[predicate]
-    if predicate.startswith("s"):
-        return lambda a, b: int(compare(to_signed(a, width), to_signed(b, width)))
-    return lambda a, b: int(compare(a, b))
-
-
-@kernel(comb.MuxOp)
-def mux_kernel(op: comb.MuxOp) -> Kernel:
-    return lambda cond, if_true, if_false: if_true if cond else if_false
-
-
-@kernel(comb.ExtractOp)
-def extract_kernel(op: comb.ExtractOp) -> Kernel:
-    low_bit, mask = op.low_bit.value.data, _mask(op)
-    return lambda value: (value >> low_bit) & mask
-
-
-@kernel(comb.ConcatOp)
-def concat_kernel(op: comb.ConcatOp) -> Kernel:
-    widths = [width_of(operand.type) for operand in op.operands]
-    return lambda *values: concat_bits(values, widths)
-
-
-@kernel(comb.ReplicateOp)
-def replicate_kernel(op: comb.ReplicateOp) -> Kernel:
-    width = width_of(op.operands[0].type)
-    times = _result_width(op) // width
     if width == 1:  # the common case: a sign or enable bit spread over a word
-        ones = _mask(op)
-        return lambda bit: ones if bit else 0
-    return lambda value: replicate_bits(value, width, times)
+        return f"({_mask(op)} if {value} else 0)"
+    return f"replicate_bits({value}, {width}, {_result_width(op) // width})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,8 +362,8 @@ def _interpreter_impl(op_type: type[Operation]):
     return run
 
 
-# One `@impl` per op class with a kernel. The class is built from the kernel table so that
-# the table stays the single list of what is supported.
+# One `@impl` per supported op class, built from the table of expressions so that the
+# table stays the single list of what is supported.
 HwFunctions = register_impls(
     type(
         "HwFunctions",
@@ -403,7 +371,7 @@ HwFunctions = register_impls(
         {
             "__doc__": "xDSL interpreter functions of the comb ops, hw.constant and hw.bitcast "
             "(values: ints holding the bit pattern, as in `HwSimulator`).",
-            **{f"run_{cls.__name__}": _interpreter_impl(cls) for cls in _KERNELS},
+            **{f"run_{cls.__name__}": _interpreter_impl(cls) for cls in _EXPRESSIONS},
         },
     )
 )
@@ -526,10 +494,10 @@ def _flatten(design: Mapping[str, hw.HWModuleOp], top: str) -> _Netlist:
                         slots[op.clk],
                     )
                 )
-            elif type(op) in _KERNELS:
+            elif type(op) in _EXPRESSIONS:
                 net.nodes.append((op, path, [slots[v] for v in op.operands], slots[op.results[0]]))
             else:
-                kernel_of(op)  # raises: the op is not supported
+                expression_of(op, [])  # raises: the op is not supported
         return output_slots
 
     outputs = visit(top, "", None, ())
@@ -600,6 +568,9 @@ class HwSimulator:
     """
     A cycle-accurate simulation of one hw.module (the top) of `design`, instances included.
 
+    `design` is a builtin.module holding hw.modules (`top` names the one to run; by default
+    the only module no other instantiates) or one hw.module itself.
+
     `step(inputs)` applies input values (a mapping from port name to int; absent inputs are
     0, clock ports take no value), evaluates the logic, returns the outputs of this cycle
     (sampled before the edge) and then clocks every register. An input value may be
@@ -611,11 +582,20 @@ class HwSimulator:
     """
 
     def __init__(
-        self, design: ModuleOp, top: str | None = None, initial: int | random.Random = 0
+        self,
+        design: ModuleOp | hw.HWModuleOp,
+        top: str | None = None,
+        initial: int | random.Random = 0,
     ):
+        if isinstance(design, hw.HWModuleOp):  # one module: its own design, or its parent's
+            top = design.sym_name.data if top is None else top
+            parent = design.parent_op()
+            ops = parent.body.block.ops if isinstance(parent, ModuleOp) else [design]
+        else:
+            ops = design.ops
         modules = {
             op.sym_name.data: op
-            for op in design.ops
+            for op in ops
             if isinstance(op, hw.HWModuleOp | hw.HWModuleExternOp)
         }
         instantiated = {
@@ -671,7 +651,7 @@ class HwSimulator:
             width = width_of(reg.op.results[0].type)
             power_on = reg.op.power_on_value
             if power_on is not None and isinstance(power_on.owner, hw.ConstantOp):
-                state.append(constant_kernel(power_on.owner)())
+                state.append(constant_value(power_on.owner))
             elif isinstance(initial, random.Random):
                 state.append(initial.getrandbits(width))
             else:
@@ -719,7 +699,6 @@ def _compile(
     net: _Netlist, schedule: Iterable[tuple[Operation, str, list[int], int]], top: str
 ) -> tuple[str, Callable[[list[int], list[int]], tuple[list[int], list[int]]]]:
     """One Python function computing (outputs, next register state) from (inputs, state)."""
-    env: dict[str, Any] = {}
     expression: dict[int, str] = {}
     lines = ["def settle(I, S):"]
     for index, slot in enumerate(net.inputs):
@@ -728,21 +707,16 @@ def _compile(
     for index, reg in enumerate(net.registers):
         expression[reg.out] = f"v{reg.out}"
         lines.append(f"    v{reg.out} = S[{index}]")
-    kernels: dict[Operation, str] = {}
     for op, path, operands, out in schedule:
         try:
-            if isinstance(op, hw.ConstantOp):  # folded into the code as a literal
-                expression[out] = str(constant_kernel(op)())
-                continue
-            name = kernels.get(op)
-            if name is None:
-                name = kernels[op] = f"k{len(kernels)}"
-                env[name] = kernel_of(op)
+            text = expression_of(op, [expression[s] for s in operands])
         except HwSimulationError as error:
             raise HwSimulationError(f"in '{path or top}': {error}") from None
-        args = ", ".join(expression[s] for s in operands)
-        expression[out] = f"v{out}"
-        lines.append(f"    v{out} = {name}({args})")
+        if isinstance(op, hw.ConstantOp):  # a literal: pasted where it is used
+            expression[out] = text
+        else:
+            expression[out] = f"v{out}"
+            lines.append(f"    v{out} = {text}")
     outputs = ", ".join(expression[s] for s in net.outputs)
     next_state = []
     for reg in net.registers:
@@ -752,5 +726,6 @@ def _compile(
         next_state.append(data)
     lines.append(f"    return [{outputs}], [{', '.join(next_state)}]")
     source = "\n".join(lines) + "\n"
+    env = dict(_HELPERS)
     exec(compile(source, f"<hw simulation of {top}>", "exec"), env)
     return source, env["settle"]
