@@ -10,7 +10,8 @@ drive a module without Verilator.
 Values are Python ints holding the two's complement bit pattern of their type: an `iN`
 value is always in [0, 2^N). Every op is two-state (CIRCT's comb semantics on 0/1 bits).
 
-* One function per op (`@expression(comb.AddOp)`): given the op and the Python
+* One expression function per op class (`@expression(comb.MuxOp)`; the ops of one shape,
+  such as add/sub/mul or and/or/xor, from a small table): given the op and the Python
   expressions of its operands, it returns the expression of its result, with the op's
   static data (mask, predicate, low bit) folded in. The bit-level rules that are more than
   a mask (sign extension, concatenation order, shifts by the width or more, signed
@@ -228,19 +229,41 @@ def bitcast_expression(op: hw.BitcastOp, value: str) -> str:
     return value
 
 
-@expression(comb.AddOp)
-def add_expression(op: comb.AddOp, *values: str) -> str:
-    return f"({' + '.join(values)}) & {_mask(op)}"
+def _wrapping(operator: str) -> OpExpression:
+    def wrapping_expression(op: Operation, *values: str) -> str:
+        return f"({f' {operator} '.join(values)}) & {_mask(op)}"
+
+    return wrapping_expression
 
 
-@expression(comb.SubOp)
-def sub_expression(op: comb.SubOp, lhs: str, rhs: str) -> str:
-    return f"({lhs} - {rhs}) & {_mask(op)}"
+def _bitwise(operator: str) -> OpExpression:
+    def bitwise_expression(op: Operation, *values: str) -> str:
+        return f"({f' {operator} '.join(values)})"
+
+    return bitwise_expression
 
 
-@expression(comb.MulOp)
-def mul_expression(op: comb.MulOp, *values: str) -> str:
-    return f"({' * '.join(values)}) & {_mask(op)}"
+def _helper_call(helper: Callable[[int, int, int], int]) -> OpExpression:
+    def call_expression(op: Operation, lhs: str, rhs: str) -> str:
+        return f"{helper.__name__}({lhs}, {rhs}, {_result_width(op)})"
+
+    return call_expression
+
+
+# Arithmetic wraps around modulo 2^width; bitwise ops cannot leave their width; the rest
+# are a call of the named helper that holds their rule.
+for _op_type, _operator in {comb.AddOp: "+", comb.SubOp: "-", comb.MulOp: "*"}.items():
+    expression(_op_type)(_wrapping(_operator))
+for _op_type, _operator in {comb.AndOp: "&", comb.OrOp: "|", comb.XorOp: "^"}.items():
+    expression(_op_type)(_bitwise(_operator))
+for _op_type, _helper in {
+    comb.DivSOp: signed_div,
+    comb.ModSOp: signed_mod,
+    comb.ShlOp: shift_left,
+    comb.ShrUOp: shift_right_unsigned,
+    comb.ShrSOp: shift_right_signed,
+}.items():
+    expression(_op_type)(_helper_call(_helper))
 
 
 @expression(comb.DivUOp)
@@ -251,46 +274,6 @@ def divu_expression(op: comb.DivUOp, lhs: str, rhs: str) -> str:
 @expression(comb.ModUOp)
 def modu_expression(op: comb.ModUOp, lhs: str, rhs: str) -> str:
     return f"({lhs} % {rhs} if {rhs} else 0)"
-
-
-@expression(comb.DivSOp)
-def divs_expression(op: comb.DivSOp, lhs: str, rhs: str) -> str:
-    return f"signed_div({lhs}, {rhs}, {_result_width(op)})"
-
-
-@expression(comb.ModSOp)
-def mods_expression(op: comb.ModSOp, lhs: str, rhs: str) -> str:
-    return f"signed_mod({lhs}, {rhs}, {_result_width(op)})"
-
-
-@expression(comb.ShlOp)
-def shl_expression(op: comb.ShlOp, value: str, amount: str) -> str:
-    return f"shift_left({value}, {amount}, {_result_width(op)})"
-
-
-@expression(comb.ShrUOp)
-def shru_expression(op: comb.ShrUOp, value: str, amount: str) -> str:
-    return f"shift_right_unsigned({value}, {amount}, {_result_width(op)})"
-
-
-@expression(comb.ShrSOp)
-def shrs_expression(op: comb.ShrSOp, value: str, amount: str) -> str:
-    return f"shift_right_signed({value}, {amount}, {_result_width(op)})"
-
-
-@expression(comb.AndOp)
-def and_expression(op: comb.AndOp, *values: str) -> str:
-    return f"({' & '.join(values)})"
-
-
-@expression(comb.OrOp)
-def or_expression(op: comb.OrOp, *values: str) -> str:
-    return f"({' | '.join(values)})"
-
-
-@expression(comb.XorOp)
-def xor_expression(op: comb.XorOp, *values: str) -> str:
-    return f"({' ^ '.join(values)})"
 
 
 @expression(comb.ParityOp)
