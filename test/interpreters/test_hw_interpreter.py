@@ -22,6 +22,7 @@ from hashiflex.interpreters.hw import (
     concat_bits,
     kernel_of,
     replicate_bits,
+    run_stream,
     shift_left,
     shift_right_signed,
     shift_right_unsigned,
@@ -304,25 +305,6 @@ def test_negative_inputs_are_twos_complement():
 # ---------------------------------------------------------------------------------------
 
 
-def _harness_in_python(sim: HwSimulator, pixels: list[int], drain: int, reset_cycles: int = 4):
-    """backends/verilator.py's streaming harness protocol, driving the Python simulator:
-    reset, then stream pixels back to back while accepted, then zeros until `drain`
-    outputs; record (cycle, non-handshake outputs in port order) on each out_valid."""
-    outputs = [p.name for p in sim.output_ports if p.name not in ("out_valid", "in_ready")]
-    for _ in range(reset_cycles):
-        sim.step(rst=1)
-    records, cycle, next_pixel = [], 0, 0
-    while next_pixel < len(pixels) or len(records) < drain:
-        have_pixel = next_pixel < len(pixels)
-        out = sim.step(rst=0, in_valid=1, in_data=pixels[next_pixel] if have_pixel else 0)
-        if out["out_valid"]:
-            records.append((cycle, [out[name] for name in outputs]))
-        if out.get("in_ready", 1) and have_pixel:
-            next_pixel += 1
-        cycle += 1
-    return records
-
-
 def test_agrees_with_verilator_on_a_compiled_layer(tmp_path):
     verilator = pytest.importorskip("hashiflex.backends.verilator")
     from hashiflex.backends.sv_emitter import emit_sv_files
@@ -347,6 +329,6 @@ def test_agrees_with_verilator_on_a_compiled_layer(tmp_path):
     pixels = [int(p[0]) | int(p[1]) << 8 for image in images for p in image]
     drain = 3 * 5 * 3  # three images of 5x3 output pixels
     want = simulator.run(pixels, drain_outputs=drain)
-    got = _harness_in_python(HwSimulator(module, top.sym_name.data), pixels, drain)
+    got = run_stream(HwSimulator(module, top.sym_name.data), pixels, drain)
     assert len(want) >= drain
     assert got == want
