@@ -93,17 +93,17 @@ def _format(value: int, hex_output: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    ir_source = sys.stdin if args.input == "-" else open(args.input)
-    with ir_source:
-        text = ir_source.read()
-    module = Parser(make_context(), text, args.input).parse_module()
-    module.verify()
     initial: int | random.Random = 0
     if args.init != "zero":
         kind, _, seed = args.init.partition(":")
         if kind != "random":
             raise StimulusError(f"--init '{args.init}': expected zero or random[:SEED]")
         initial = random.Random(parse_value(seed) if seed else 0)
+    ir_source = sys.stdin if args.input == "-" else open(args.input)
+    with ir_source:
+        text = ir_source.read()
+    module = Parser(make_context(), text, args.input).parse_module()
+    module.verify()
     simulator = HwSimulator(module, args.top, initial)
     outputs = [port.name for port in simulator.output_ports]
     shown = outputs if args.outputs is None else args.outputs.split(",")
