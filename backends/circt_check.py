@@ -2,7 +2,7 @@
 Cross-check of our IR with real CIRCT: parse xDSL's hw/comb/seq text with the `circt`
 Python bindings and let CIRCT's ExportVerilog write the Verilog.
 
-This is the last rung of the verification ladder (DESIGN.md): if the Verilator simulation
+This is the last rung of the verification ladder (docs/architecture.md): if the Verilator simulation
 of CIRCT's Verilog equals that of ours, the IR means what we think it means to CIRCT, and
 our SystemVerilog emitter agrees with the reference implementation.
 

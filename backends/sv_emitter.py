@@ -1,7 +1,7 @@
 """
 SystemVerilog export of xDSL's CIRCT-compatible `hw`, `comb` and `seq` dialects.
 
-This is the last step of the flow (DESIGN.md): it turns the hw/comb/seq IR that the
+This is the last step of the flow (docs/architecture.md): it turns the hw/comb/seq IR that the
 lowering builds into SystemVerilog text that passes `verilator --lint-only -Wall` without a
 single warning and without waivers, in the spirit of CIRCT's ExportVerilog:
 

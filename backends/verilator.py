@@ -1,7 +1,7 @@
 """
 Build and run SystemVerilog designs on Verilator, through a generic streaming harness.
 
-This is the RTL rung of the verification ladder (DESIGN.md): the same stimulus that drives
+This is the RTL rung of the verification ladder (docs/architecture.md): the same stimulus that drives
 the golden model drives the Verilator simulation of our SystemVerilog (or of CIRCT's), and
 the outputs are compared bit for bit. It provides:
 
@@ -48,6 +48,7 @@ import numpy as np
 from xdsl.dialects import hw
 
 from hashiflex.backends.sv_emitter import Namespace, type_width
+from hashiflex.packing import word_ints
 
 __all__ = [
     "BuildError",
@@ -61,7 +62,6 @@ __all__ = [
     "find_verilator",
     "harness_cpp",
     "lint",
-    "pack_fields",
     "ports_of",
 ]
 
@@ -485,7 +485,7 @@ class Simulator:
         stimulus = self.workdir / "stimulus.txt"
         output = self.workdir / "output.txt"
         with stimulus.open("w") as out:
-            for value in _pixel_ints(pixels):
+            for value in word_ints(pixels):
                 out.write(f"P {value:x}\n")
             # k < 0: before streaming (the harness holds the pixels until it is done).
             controls = [(k, 0, f"W {_after(k)} {addr:x} {data:x}\n") for k, addr, data in writes]
@@ -529,25 +529,6 @@ class Simulator:
                     continue
                 records.append((int(fields[0]), [int(f, 16) for f in fields[1:]]))
         return records
-
-
-def _pixel_ints(pixels: np.ndarray | Sequence[int]) -> Iterable[int]:
-    if not isinstance(pixels, np.ndarray):
-        return (int(p) for p in pixels)
-    if pixels.ndim == 1:
-        return (int(p) for p in pixels.tolist())
-    bits = pixels.dtype.itemsize * 8
-    rows = pixels.astype(np.uint64, copy=False).tolist()
-    return (sum(int(w) << (bits * i) for i, w in enumerate(row)) for row in rows)
-
-
-def pack_fields(fields: Sequence[int], width: int) -> int:
-    """Pack fields of `width` bits into one int, fields[0] in the least significant bits."""
-    mask = (1 << width) - 1
-    value = 0
-    for index, item in enumerate(fields):
-        value |= (int(item) & mask) << (width * index)
-    return value
 
 
 def _build_hash(

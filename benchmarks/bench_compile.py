@@ -20,11 +20,11 @@ HERE = Path(__file__).resolve().parent
 
 CODE = """
 import shutil, tempfile
-from hashiflex import api
+from hashiflex import api, compiler
 import hashiflex.flow as flow
 
 _times = {{}}
-_orig_import, _orig_flow = api.import_model, flow.lower_and_emit
+_orig_import, _orig_flow = compiler.import_model, flow.lower_and_emit
 
 def _import(*args, **kwargs):
     t = time.perf_counter()
@@ -37,7 +37,7 @@ def _flow(*args, **kwargs):
     _times['flow'] = result
     return result
 
-api.import_model, flow.lower_and_emit = _import, _flow
+compiler.import_model, flow.lower_and_emit = _import, _flow
 out = tempfile.mkdtemp(prefix='bench_compile_')
 try:
     t = time.perf_counter()

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -33,6 +34,7 @@ from xdsl.dialects.builtin import (
     IntAttr,
     IntegerAttr,
     IntegerType,
+    ModuleOp,
     Signedness,
     StringAttr,
     TensorType,
@@ -199,6 +201,22 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     dtype = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[elt.width.data]
     flat = np.frombuffer(attr.data.data, dtype=dtype).astype(np.int64)
     return flat.reshape(attr.get_shape())
+
+
+def network_func(module: ModuleOp, func_name: str | None = None) -> func.FuncOp:
+    """
+    The network of a po2 module: its one top-level func.func, or the one named `func_name`.
+    Raises ValueError naming what it found; callers re-raise it as their own error kind.
+    """
+    funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
+    if func_name is not None:
+        funcs = [f for f in funcs if f.sym_name.data == func_name]
+        if not funcs:
+            raise ValueError(f"no function @{func_name} in the module")
+    if len(funcs) != 1:
+        names = "".join(f" @{f.sym_name.data}" for f in funcs)
+        raise ValueError(f"expected exactly one func.func in the module, found {len(funcs)}{names}")
+    return funcs[0]
 
 
 class LayerOp(IRDLOperation):

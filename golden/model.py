@@ -38,10 +38,10 @@ class GoldenResult:
 
 
 def find_network(module: ModuleOp) -> FuncOp:
-    funcs = [op for op in module.walk() if isinstance(op, FuncOp)]
-    if len(funcs) != 1:
-        raise GoldenError(f"expected exactly one func.func in the module, found {len(funcs)}")
-    return funcs[0]
+    try:
+        return po2.network_func(module)
+    except ValueError as error:
+        raise GoldenError(str(error)) from None
 
 
 def input_type(module: ModuleOp) -> po2.ActType:

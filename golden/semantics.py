@@ -9,17 +9,10 @@ changes in exactly one place. The functions accept Python ints or numpy int64 ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
 ACTIVATIONS = ("none", "relu", "relu6")
-
-
-class Activation(str, Enum):
-    NONE = "none"
-    RELU = "relu"
-    RELU6 = "relu6"
 
 
 @dataclass(frozen=True)
@@ -80,11 +73,6 @@ def quantize_input(x: np.ndarray, fmt: Format) -> np.ndarray:
     """Float input to the integer grid: saturate(floor(x * 2^frac + 0.5)) in float64."""
     scaled = np.floor(np.asarray(x, dtype=np.float64) * np.float64(2.0) ** fmt.frac + 0.5)
     return np.clip(scaled, fmt.lo, fmt.hi).astype(np.int64)
-
-
-def weight_shift(code):
-    """The left shift of a nonzero weight code within its channel: |c| - 1."""
-    return np.abs(code) - 1 if isinstance(code, np.ndarray) else abs(code) - 1
 
 
 def decode_weights(codes: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ W.npz arrays:
                                            labels are used as class indices, no remapping)
 
 NPU classes past `classes_used` are loaded with zero weights and the most negative bias
-(`api.npu_write_sequence`), so they never win the argmax.
+(`npu_weights.npu_write_sequence`), so they never win the argmax.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hashiflex.design_dir import Design, atomic_file, open_design, parse_ir
 from hashiflex.errors import DesignError, HashiflexError, InputError
+from hashiflex.loading import check_images, load_images, load_npy
+from hashiflex.npu_weights import check_npu_weights, load_weights, npu_write_sequence, padded_weights
 from hashiflex.progress import QUIET, Progress
 
 LOAD_FORMAT = "hashiflex-npu-load/1"
@@ -59,18 +62,17 @@ class _DesignView:
     """What fine-tuning needs of a design: its po2 module, the NPU op and its formats."""
 
     def __init__(self, design_dir_or_module):
-        from hashiflex import api
         from hashiflex.dialects import po2
         from hashiflex.golden.model import input_type
 
-        if isinstance(design_dir_or_module, (str, Path, api.Design)):
+        if isinstance(design_dir_or_module, (str, Path, Design)):
             design = (
                 design_dir_or_module
-                if isinstance(design_dir_or_module, api.Design)
-                else api.open_design(design_dir_or_module)
+                if isinstance(design_dir_or_module, Design)
+                else open_design(design_dir_or_module)
             )
             self.design = design
-            self.module = api.parse_ir(design.file("po2"))
+            self.module = parse_ir(design.file("po2"))
             self.name = design.manifest["name"]
         else:
             self.design = None
@@ -104,19 +106,15 @@ class _DesignView:
 
 
 def _images(view: _DesignView, data, what: str) -> np.ndarray:
-    from hashiflex import api
-
     shape = tuple(view.in_type.dims)
     if isinstance(data, np.ndarray):
-        return api.check_images(data, what, shape)
-    return api.load_images(data, what, shape)
+        return check_images(data, what, shape)
+    return load_images(data, what, shape)
 
 
 def _labels(labels, count: int, capacity: int) -> np.ndarray:
-    from hashiflex import api
-
     if not isinstance(labels, np.ndarray):
-        labels = api.load_npy(labels, "labels")
+        labels = load_npy(labels, "labels")
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise InputError(f"labels have shape {list(labels.shape)}; expected a 1-D array of ints")
@@ -226,11 +224,10 @@ def quantize_classifier(w: np.ndarray, b: np.ndarray, feature_frac: int, weight_
 
 def integer_predict(feats: np.ndarray, npu: dict, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
     """(logits, NPU class) of the golden model for the NPU loaded with `npu` (padded)."""
-    from hashiflex import api
     from hashiflex.golden.model import npu_linear
     from hashiflex.golden.semantics import argmax_lowest
 
-    full = api.padded_weights(manifest, npu)
+    full = padded_weights(manifest, npu)
     logits = npu_linear(feats, None, full["weights"], full["bias"])
     return logits, argmax_lowest(logits)
 
@@ -345,8 +342,6 @@ def finetune(design_dir, data, labels, out, *, epochs: int = 200, seed: int = 0,
     atomically). Returns the trained weights and train accuracies (see train_classifier)
     plus `path`. Nothing is written on error.
     """
-    from hashiflex import api
-
     if epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
     out = Path(out)
@@ -360,8 +355,8 @@ def finetune(design_dir, data, labels, out, *, epochs: int = 200, seed: int = 0,
     with progress.step(f"training the classifier ({int(y.max()) + 1} classes, {view.features} features)"):
         result = train_classifier(feats, y, view, epochs=epochs, seed=seed, weight_decay=weight_decay,
                                   qat_epochs=qat_epochs, progress=progress)
-    api.check_npu_weights(view.module, result)
-    with api.atomic_file(out, binary=True) as stream:
+    check_npu_weights(view.module, result)
+    with atomic_file(out, binary=True) as stream:
         np.savez(
             stream,
             weights=result["weights"],
@@ -386,15 +381,14 @@ def finetune(design_dir, data, labels, out, *, epochs: int = 200, seed: int = 0,
 
 def load_image_lines(design_dir, weights) -> list[str]:
     """The lines of the NPU load image for `weights` (a dict or a W.npz path); validated."""
-    from hashiflex import api
     from hashiflex.passes.npu_to_hw import npu_addr_bits
 
     view = _DesignView(design_dir)
-    npu = weights if isinstance(weights, dict) else api.load_weights(weights)
+    npu = weights if isinstance(weights, dict) else load_weights(weights)
     npu = {"weights": np.asarray(npu["weights"], dtype=np.int64), "bias": np.asarray(npu["bias"], dtype=np.int64)}
-    api.check_npu_weights(view.module, npu)
+    check_npu_weights(view.module, npu)
     m = view.manifest
-    words = api.npu_write_sequence(m, npu)
+    words = npu_write_sequence(m, npu)
     addr_bits = npu_addr_bits(view.features, view.classes)
     data_bits = view.bias_bits
     aw, dw = -(-addr_bits // 4), -(-data_bits // 4)
@@ -415,11 +409,10 @@ def load_image_lines(design_dir, weights) -> list[str]:
 
 def program(design_dir, weights, out, *, progress: Progress = QUIET) -> Path:
     """Write the NPU's load image for `weights` (W.npz or dict) to `out`; returns its path."""
-    from hashiflex import api
 
     lines = load_image_lines(design_dir, weights)
     out = Path(out)
-    with api.atomic_file(out) as stream:
+    with atomic_file(out) as stream:
         stream.write("\n".join(lines) + "\n")
     progress.say(f"wrote {out}: {len(lines) - 6} writes and a swap")
     return out
@@ -459,7 +452,8 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     """
     import time
 
-    from hashiflex import api
+    from hashiflex import compiler, simulation
+    from hashiflex.demo import DEMO_EXAMPLE
     from hashiflex.examples.digits import load_digits_split
 
     if task not in DEMO_TASKS:
@@ -470,11 +464,11 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     design = None
     if reuse and (design_dir / "design.json").is_file():
         try:
-            design = api.open_design(design_dir)
+            design = open_design(design_dir)
         except HashiflexError:
             design = None
     if design is None:
-        design = api.compile(api.DEMO_EXAMPLE, design_dir, progress=progress)
+        design = compiler.compile(DEMO_EXAMPLE, design_dir, progress=progress)
     size = design.manifest["input_shape"][1]
     x_train, y_train, x_test, y_test = (t.numpy() for t in load_digits_split(size=size))
     description, relabel = DEMO_TASKS[task]
@@ -484,7 +478,7 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     figures: dict = {"design": str(design.path), "task_b": description, "test_images": len(x_test)}
 
     # task A: the classifier the design was compiled with (reset contents of the NPU)
-    sim_a = api.simulate(design.path, x_test, check=True, progress=progress)
+    sim_a = simulation.simulate(design.path, x_test, check=True, progress=progress)
     figures["A"] = {
         "golden_accuracy": float((sim_a.golden_classes == y_test).mean()),
         "rtl_accuracy": float((sim_a.classes == y_test).mean()),
@@ -494,7 +488,7 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     trained = finetune(design.path, x_train, relabel(y_train), out / "W_B.npz", progress=progress)
     load = program(design.path, out / "W_B.npz", out / "W_B.load", progress=progress)
     yb = relabel(y_test)
-    sim_b = api.simulate(design.path, x_test, weights=out / "W_B.npz", check=True, progress=progress)
+    sim_b = simulation.simulate(design.path, x_test, weights=out / "W_B.npz", check=True, progress=progress)
     figures["B"] = {
         "train_accuracy": trained["train_accuracy"],
         "golden_accuracy": float((sim_b.golden_classes == yb).mean()),
@@ -509,7 +503,7 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     original = _DesignView(design.path).original_weights()
     half = len(x_test) // 2
     new_weights = {"weights": trained["weights"], "bias": trained["bias"]}
-    sim_ab = api.simulate(design.path, x_test, weights=original, check=True,
+    sim_ab = simulation.simulate(design.path, x_test, weights=original, check=True,
                           writes_mid_stream=[(half * size * size, new_weights)], progress=progress)
     view = _DesignView(design.path)
     feats = _features_of(view, x_test)
@@ -527,7 +521,7 @@ def demo(out: Path | str = "out/finetune", *, task: str = "parity", reuse: bool 
     a, b = figures["A"], figures["B"]
     lines = [
         "",
-        f"HaShiFlex fine-tuning demo: {api.DEMO_EXAMPLE} compiled once ({design.path}), "
+        f"HaShiFlex fine-tuning demo: {DEMO_EXAMPLE} compiled once ({design.path}), "
         f"{len(x_test)} digits test images",
         f"  task A  digits (compiled weights)  golden {100 * a['golden_accuracy']:6.2f} %   "
         f"RTL {100 * a['rtl_accuracy']:6.2f} %   bit-exact {a['bit_exact']}",

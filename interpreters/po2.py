@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, ModuleOp
 from xdsl.interpreter import (
     Interpreter,
@@ -260,25 +259,13 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
     return interpreter
 
 
-def _find_func(module: ModuleOp, func_name: str | None) -> func.FuncOp:
-    funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
-    if func_name is not None:
-        funcs = [f for f in funcs if f.sym_name.data == func_name]
-        if not funcs:
-            raise ValueError(f"no function @{func_name} in the module")
-    if len(funcs) != 1:
-        names = ", ".join("@" + f.sym_name.data for f in funcs)
-        raise ValueError(f"expected one function, found {len(funcs)} ({names}): pass func_name")
-    return funcs[0]
-
-
 def run_po2(module: ModuleOp, x_int: np.ndarray, func_name: str | None = None) -> np.ndarray:
     """
     Run the po2 function of `module` on a batch of integer images (N, C, H, W) in the input
     format; returns its first result (the logits (N, classes) for a whole network), int64.
     The batch is processed at once: every value carries the batch axis.
     """
-    fn = _find_func(module, func_name)
+    fn = po2.network_func(module, func_name)
     x = np.asarray(x_int, dtype=np.int64)
     in_t = fn.function_type.inputs.data[0]
     if isinstance(in_t, po2.ActType):

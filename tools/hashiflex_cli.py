@@ -23,22 +23,36 @@ from pathlib import Path
 from hashiflex.progress import Progress
 
 
+class _QuantDefault:
+    """
+    A default of `QuantOptions` (the quantiser's, the one place they live) for --help, read
+    only when the help is printed: importing the quantiser loads torch, seconds per command.
+    """
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def __str__(self) -> str:
+        from hashiflex.frontend.quant import QuantOptions
+
+        return str(getattr(QuantOptions, self.field))
+
+
 def _add_quant_options(parser: argparse.ArgumentParser) -> None:
+    """The quantisation options; left out, each is None and the API takes QuantOptions'."""
     group = parser.add_argument_group("quantisation")
     group.add_argument("--calib", type=Path, help="calibration images, float32 NxCxHxW .npy")
     group.add_argument(
         "--input-shape", help="C,H,W of one input image (default: the example's, or --calib's)"
     )
-    group.add_argument("--act-bits", type=int, default=8, help="activation width (default 8)")
-    group.add_argument(
-        "--exp-bits", type=int, default=3, help="weight exponent-index bits (default 3)"
-    )
-    group.add_argument(
-        "--prune", type=float, default=0.0, help="fraction of conv weights pruned to zero"
-    )
-    group.add_argument(
-        "--npu-weight-bits", type=int, default=8, help="NPU classifier weight width (default 8)"
-    )
+    for flag, field, kind, text in (
+        ("--act-bits", "act_bits", int, "activation width"),
+        ("--exp-bits", "exp_bits", int, "weight exponent-index bits"),
+        ("--prune", "prune", float, "fraction of conv weights pruned to zero"),
+        ("--npu-weight-bits", "weight_bits", int, "NPU classifier weight width"),
+    ):
+        action = group.add_argument(flag, type=kind, help=f"{text} (default %(quant_default)s)")
+        action.quant_default = _QuantDefault(field)
 
 
 def _quant_kwargs(args: argparse.Namespace) -> dict:

@@ -12,6 +12,7 @@ from xdsl.dialects.func import Func
 from xdsl.dialects.hw import HW
 from xdsl.dialects.seq import Seq
 
+from hashiflex.backends.sv_emitter import SystemVerilogTarget
 from hashiflex.dialects.po2 import Po2
 
 
@@ -28,9 +29,5 @@ def make_context() -> Context:
 
 
 def targets() -> dict[str, Callable]:
-    """Output targets beyond xDSL's own: `-t sv` once the SystemVerilog backend exists."""
-    try:
-        from hashiflex.backends.sv_emitter import SystemVerilogTarget
-    except ImportError:
-        return {}
+    """Output targets beyond xDSL's own: `-t sv`, our SystemVerilog backend."""
     return {"sv": lambda: SystemVerilogTarget}

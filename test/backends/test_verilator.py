@@ -26,8 +26,8 @@ from hashiflex.backends.verilator import (
     build,
     find_verilator,
     lint,
-    pack_fields,
 )
+from hashiflex.packing import pack_fields
 
 DATA_BITS = 70  # wider than 64: VlWide on the C++ side
 SUM_BITS = 72
@@ -110,7 +110,7 @@ def stream_reference(
         take = valid and ready
         total = (0 if count == 0 else acc) + data
         if take and count == 3:
-            word = sum(value << (8 * i) for i, value in enumerate(active))
+            word = pack_fields(active, 8)
             records.append((cycle, [total % (1 << SUM_BITS), word]))
             produced += 1
         stalls += valid and not ready

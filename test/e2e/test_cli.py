@@ -20,8 +20,9 @@ import pytest
 from conftest import NETS_FILE
 
 import nets
-from hashiflex import api
+from hashiflex import api, compiler
 from hashiflex.errors import HashiflexError, ToolchainError
+from hashiflex.npu_weights import npu_op
 
 CLI = [sys.executable, "-m", "hashiflex.tools.hashiflex_cli"]
 PO2_OPT = Path(sys.executable).parent / "po2-opt"
@@ -142,7 +143,7 @@ def test_api_failure_midway_leaves_no_design(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(api, "build_report", boom)
+    monkeypatch.setattr(compiler, "build_report", boom)
     out = tmp_path / "design"
     with pytest.raises(RuntimeError, match="injected"):
         api.compile(f"{NETS_FILE}:{SMALL}", out, calib=nets.calibration(SMALL))
@@ -254,6 +255,27 @@ def test_api_bad_options(tmp_path, option):
 ])
 def test_bad_model_spec(tmp_path, spec, needle):
     assert_one_line_error(hashiflex("compile", spec, "--out", tmp_path / "d"), needle)
+
+
+def test_spec_file_imports_a_module_beside_it(tmp_path):
+    """`dir/factory.py:make` may `from mynet import Net` (mynet.py in dir), as under python."""
+    (tmp_path / "mynet_beside_spec.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))\n"
+    )
+    (tmp_path / "factory.py").write_text(
+        "from mynet_beside_spec import Net\n"
+        "INPUT_SHAPE = (1, 2, 2)\n"
+        "def make():\n"
+        "    return Net()\n"
+    )
+    path_before = list(sys.path)
+    module, _ = api.import_model(f"{tmp_path / 'factory.py'}:make",
+                                 calib=np.random.default_rng(0).random((8, 1, 2, 2), np.float32))
+    assert sys.path == path_before  # the SPEC's directory is on sys.path only while it loads
+    assert npu_op(module).weights.get_shape() == (3, 8)
 
 
 @pytest.mark.parametrize("options, needles", [

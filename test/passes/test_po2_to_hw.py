@@ -23,6 +23,7 @@ from hashiflex.dialects import po2
 from hashiflex.golden import model as golden
 from hashiflex.golden.semantics import Format, requantize
 from hashiflex.interpreters.hw import HwSimulator, to_signed
+from hashiflex.packing import pack_fields, split_fields
 from hashiflex.passes.hw_builders import HwBuilder, Sig, namehint
 from hashiflex.passes.po2_to_hw import (
     LoweringError,
@@ -187,27 +188,20 @@ def _stream(sim: HwSimulator, images: np.ndarray, fmt: Format, out_fmt: Format, 
     n, c, h, w = images.shape
     pixels = [images[i, :, y, x] for i in range(n) for y in range(h) for x in range(w)]
     pixels += [np.zeros(c, dtype=np.int64)] * (h * w + 4)  # drain with zero pixels
-    mask = (1 << fmt.bits) - 1
     got = []
     sim.step(rst=1, in_valid=0, in_data=0, **({"en": 1} if module_ports else {}))
     i = 0
     while i < len(pixels) and len(got) < n * out_items:
         en = 0 if stalls and rng.random() < 0.2 else 1
         valid = 0 if gaps and rng.random() < 0.3 else 1
-        data = 0
-        for ch, v in enumerate(pixels[i]):
-            data |= (int(v) & mask) << (ch * fmt.bits)
+        data = pack_fields(pixels[i], fmt.bits)
         ports = dict(rst=0, in_valid=valid, in_data=data)
         if module_ports:
             ports["en"] = en
         out = sim.step(**ports)
         if out["out_valid"] and (en or not module_ports):
             word = out["out_data"]
-            item = []
-            for ch in range(out_ch):
-                v = (word >> (ch * out_fmt.bits)) & ((1 << out_fmt.bits) - 1)
-                item.append(to_signed(v, out_fmt.bits) if out_fmt.signed else v)
-            got.append(item)
+            got.append(split_fields(word, out_ch, out_fmt.bits, out_fmt.signed))
         if valid and (en or not module_ports):
             i += 1
     return np.array(got[: n * out_items])
@@ -380,11 +374,11 @@ def test_top_with_npu_and_stalls():
     i, stalled, logits = 0, 0, []
     lb = want.shape[1] and (top.module_type.ports.data[-1].type.width.data // 10)
     for _ in range(2000):
-        data = sum(int(v) << (8 * ch) for ch, v in enumerate(pixels[i]))
+        data = pack_fields(pixels[i], 8)
         out = sim.step(rst=0, in_valid=1, in_data=data)
         if out["out_valid"]:
             word = out["out_logits"]
-            logits.append([to_signed((word >> (n * lb)) & ((1 << lb) - 1), lb) for n in range(10)])
+            logits.append(split_fields(word, 10, lb))
             assert out["out_class"] == int(np.argmax(logits[-1]))
         stalled += not out["in_ready"]
         i += out["in_ready"]
@@ -480,9 +474,9 @@ def test_network_in_verilator(tmp_path):
     for p in pixels:
         while gen.random() < 0.25:
             stimulus.append((0, 0, 0))
-        stimulus.append((0, 1, int(p[0]) | int(p[1]) << 8))
+        stimulus.append((0, 1, pack_fields(p, 8)))
     rows = _verilator_run(module, "net_top", stimulus, tmp_path)
-    got = [[to_signed(d & 255, 8), to_signed(d >> 8 & 255, 8)] for ready, valid, d in rows[2:] if valid]
+    got = [split_fields(d, 2, 8) for ready, valid, d in rows[2:] if valid]
     assert np.array_equal(np.array(got[:5]), want)
     # The Python simulation agrees cycle for cycle.
     sim = _sim(module, "net_top")

@@ -46,7 +46,7 @@ def test_report_and_top_ports(both):
     assert result.hw_report == design_report(whole)
     top = result.hw_report["top"]["module"]
     assert result.top == top
-    assert result.top_ports == api._top_ports(whole, top)
+    assert result.top_ports == api.top_ports(whole, top)
     assert result.modules == len(result.sv_files)
     assert result.hw_ops > 0 and set(result.phases) >= {"unroll", "po2-to-hw", "print-hw"}
 

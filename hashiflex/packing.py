@@ -1,0 +1,56 @@
+"""
+Stream packing: how several fixed-width fields share one port word.
+
+Every bus of our accelerators packs its fields low-first: field 0 in the least significant
+bits (a pixel's channels on `in_data`, the classes on `out_logits`, the words of a wide
+value in the Verilator harness). This module is that convention, written once, for the
+API, the Verilator backend and the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+def pack_fields(fields: Sequence[int], width: int) -> int:
+    """Pack fields of `width` bits into one int, fields[0] in the least significant bits."""
+    mask = (1 << width) - 1
+    value = 0
+    for index, item in enumerate(fields):
+        value |= (int(item) & mask) << (width * index)
+    return value
+
+
+def split_fields(value: int, count: int, width: int, signed: bool = True) -> list[int]:
+    """The inverse of `pack_fields`: `count` fields of `width` bits, two's complement if signed."""
+    mask = (1 << width) - 1
+    fields = []
+    for index in range(count):
+        field = (value >> (index * width)) & mask
+        if signed and field >> (width - 1):
+            field -= 1 << width
+        fields.append(field)
+    return fields
+
+
+def pack_pixels(x_int: np.ndarray, bits: int) -> list[int]:
+    """(N, C, H, W) integers -> one int per pixel in raster order, channel 0 in the low bits."""
+    channels = x_int.shape[1]
+    pixels = np.transpose(x_int, (0, 2, 3, 1)).reshape(-1, channels)
+    return [pack_fields(row, bits) for row in pixels.tolist()]
+
+
+def word_ints(words: np.ndarray | Sequence[int]) -> Iterable[int]:
+    """
+    Python ints from ints, or from an unsigned numpy array: shape (N,) one value each, or
+    (N, words) with column 0 the least significant word of a wider value.
+    """
+    if not isinstance(words, np.ndarray):
+        return (int(w) for w in words)
+    if words.ndim == 1:
+        return (int(w) for w in words.tolist())
+    width = words.dtype.itemsize * 8
+    rows = words.astype(np.uint64, copy=False).tolist()
+    return (pack_fields(row, width) for row in rows)
