@@ -35,6 +35,7 @@ def tool(name: str) -> str:
 
 config.substitutions.append(("%PYTHON", sys.executable))
 config.substitutions.append(("po2-opt", tool("po2-opt")))
+config.substitutions.append(("po2-run", tool("po2-run")))
 config.substitutions.append(("filecheck", tool("filecheck")))
 # Keep the environment's PATH so that `not` and the tools resolve as in a shell.
 config.environment["PATH"] = os.pathsep.join(

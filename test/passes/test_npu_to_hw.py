@@ -1,10 +1,10 @@
 """
 Tests of passes/npu_to_hw.py: the NPU classifier module, simulated cycle by cycle.
 
-The simulator below is independent of the SystemVerilog backend: it compiles the hw/comb/seq
-subset the NPU uses into one Python function per module (ops evaluated in order each cycle,
-`seq.compreg` updating on the edge, synchronous reset). Results are checked bit for bit
-against a numpy reference of docs/semantics.md ("NPU linear"), with the expected bank of
+The simulator (interpreters/hw.py) is independent of the SystemVerilog backend: it runs the
+hw/comb/seq IR cycle by cycle (`seq.compreg` updating on the edge, synchronous reset,
+registers starting at zero). Results are checked bit for bit against a numpy reference of
+docs/semantics.md ("NPU linear"), with the expected bank of
 each image fixed by the spec's swap rule (image i uses the new weights iff i >= swap_at),
 not by a re-implementation of the hardware's state machine.
 """
@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from xdsl.context import Context
 from xdsl.dialects import builtin, comb, hw, seq
-from xdsl.dialects.builtin import IntegerType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
+from hashiflex.interpreters.hw import HwSimulator, width_of
 from hashiflex.passes.npu_to_hw import (
     build_npu_module,
     default_lanes,
@@ -29,123 +30,6 @@ from hashiflex.passes.npu_to_hw import (
     npu_cycles_per_image,
     npu_latency,
 )
-
-# ---------------------------------------------------------------------------------------
-# A cycle-level simulator for the hw/comb/seq subset
-# ---------------------------------------------------------------------------------------
-
-_ICMP = {0: "==", 1: "!=", 2: "<", 3: "<=", 4: ">", 5: ">=", 6: "<", 7: "<=", 8: ">", 9: ">="}
-
-
-def _w(t) -> int:
-    return t.width.data if isinstance(t, IntegerType) else 1
-
-
-class Sim:
-    """Compiles one hw.module into a Python step function; `step(inputs)` -> outputs."""
-
-    def __init__(self, module: hw.HWModuleOp):
-        block = module.body.block
-        names: dict = {}
-        lines = ["def _step(S, I, sx):"]
-        in_names = []
-        for port in module.module_type.ports.data:
-            if port.dir.data == hw.Direction.INPUT:
-                in_names.append(port.port_name.data)
-            else:
-                pass
-        self.out_names = [
-            p.port_name.data for p in module.module_type.ports.data if p.dir.data == hw.Direction.OUTPUT
-        ]
-        for name, arg in zip(in_names, block.args):
-            names[arg] = f"i_{name}"
-            if name != "clk":
-                lines.append(f"    i_{name} = I[{name!r}]")
-        regs = [op for op in block.ops if isinstance(op, seq.CompRegOp)]
-        for r, op in enumerate(regs):
-            names[op.data] = f"r{r}"
-            lines.append(f"    r{r} = S[{r}]")
-        self.reset_values: list[int] = []
-        counter = 0
-
-        def ref(v):
-            assert v in names, f"value used before definition: {v}"
-            return names[v]
-
-        for op in block.ops:
-            if isinstance(op, seq.CompRegOp | hw.OutputOp):
-                continue
-            res = op.results[0]
-            w = _w(res.type)
-            m = (1 << w) - 1
-            v = f"v{counter}"
-            counter += 1
-            names[res] = v
-            ins = [ref(o) for o in op.operands]
-            if isinstance(op, hw.ConstantOp):
-                e = str(op.value.value.data & m)
-            elif isinstance(op, comb.AddOp):
-                e = f"({' + '.join(ins)}) & {m}"
-            elif isinstance(op, comb.MulOp):
-                e = f"({' * '.join(ins)}) & {m}"
-            elif isinstance(op, comb.SubOp):
-                e = f"({ins[0]} - {ins[1]}) & {m}"
-            elif isinstance(op, comb.AndOp):
-                e = " & ".join(ins)
-            elif isinstance(op, comb.OrOp):
-                e = " | ".join(ins)
-            elif isinstance(op, comb.XorOp):
-                e = " ^ ".join(ins)
-            elif isinstance(op, comb.ICmpOp):
-                p = op.predicate.value.data
-                ow = _w(op.lhs.type)
-                a, b = ins
-                if 2 <= p <= 5:
-                    a, b = f"sx({a}, {ow})", f"sx({b}, {ow})"
-                e = f"int({a} {_ICMP[p]} {b})"
-            elif isinstance(op, comb.ExtractOp):
-                e = f"({ins[0]} >> {op.low_bit.value.data}) & {m}"
-            elif isinstance(op, comb.ConcatOp):
-                parts, shift = [], 0
-                for o, n in reversed(list(zip(op.operands, ins))):  # last operand = low bits
-                    parts.append(f"({n} << {shift})" if shift else n)
-                    shift += _w(o.type)
-                e = " | ".join(parts)
-            elif isinstance(op, comb.ReplicateOp):
-                iw = _w(op.input.type)
-                e = f"({m} if {ins[0]} else 0)" if iw == 1 else None
-                assert e is not None, "replicate of a multi-bit value is not used by the NPU"
-            elif isinstance(op, comb.MuxOp):
-                e = f"({ins[1]} if {ins[0]} else {ins[2]})"
-            else:
-                raise NotImplementedError(op.name)
-            lines.append(f"    {v} = {e}")
-        outs = [ref(o) for o in block.last_op.operands]
-        nxt = []
-        for op in regs:
-            d = ref(op.input)
-            if op.reset is not None:
-                assert names[op.reset] == "i_rst"
-                nxt.append(f"({ref(op.reset_value)} if i_rst else {d})")
-            else:
-                nxt.append(d)
-        lines.append(f"    return ({', '.join(outs)},), [{', '.join(nxt)}]")
-        src = "\n".join(lines)
-        env: dict = {}
-        exec(compile(src, f"<sim {module.sym_name.data}>", "exec"), env)
-        self._fn = env["_step"]
-        self.state = [0] * len(regs)
-        self.n_ops = counter
-
-    @staticmethod
-    def _sx(v: int, w: int) -> int:
-        return v - (1 << w) if v >> (w - 1) else v
-
-    def step(self, inputs: dict) -> dict:
-        """Evaluate this cycle with `inputs`, then clock the edge. Returns this cycle's outputs."""
-        outs, self.state = self._fn(self.state, inputs, self._sx)
-        return dict(zip(self.out_names, outs))
-
 
 # ---------------------------------------------------------------------------------------
 # Helpers: packing, reference, driver
@@ -195,7 +79,7 @@ class Npu:
             init_weights=W,
             init_bias=b,
         )
-        self.sim = Sim(self.module)
+        self.sim = HwSimulator(self.module)
         self.cycle = 0
         self.idle = dict(in_valid=0, in_data=0, we=0, waddr=0, wdata=0, swap=0, swap_at=0, rst=0)
         self.accepts: list[int] = []  # cycle of each accepted vector
@@ -549,7 +433,7 @@ _OUT = ("stall", "out_valid", "out_class", "out_logits")
 
 
 def _port_widths(module) -> dict[str, int]:
-    return {p.port_name.data: _w(p.type) for p in module.module_type.ports.data}
+    return {p.port_name.data: width_of(p.type) for p in module.module_type.ports.data}
 
 
 @pytest.mark.slow  # ~12-25 s: most of it compiling Verilator's runtime

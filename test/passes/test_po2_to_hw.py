@@ -1,10 +1,10 @@
 """
 Tests of `po2-to-hw` and its builder library (passes/hw_builders.py).
 
-The hardware is checked by simulation against the golden model (docs/semantics.md): a tiny
-cycle-based evaluator of hw/comb/seq below (demand-driven, two-state, registers start with
-random contents so that nothing may rely on uninitialised data), and, when the Verilator
-harness and the SystemVerilog emitter are present, through Verilator as well.
+The hardware is checked by simulation against the golden model (docs/semantics.md): the
+hw simulator of interpreters/hw.py (cycle-accurate, two-state, registers start with random
+contents so that nothing may rely on uninitialised data), and, when the Verilator harness
+and the SystemVerilog emitter are present, through Verilator as well.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from xdsl.dialects import comb, hw, seq
-from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr, i1
-from xdsl.ir import Block, BlockArgument, SSAValue
+from xdsl.dialects import hw, seq
+from xdsl.dialects.builtin import IntegerType, ModuleOp, i1
+from xdsl.ir import Block, SSAValue
 
 from hashiflex.dialects import po2
 from hashiflex.golden import model as golden
 from hashiflex.golden.semantics import Format, requantize
+from hashiflex.interpreters.hw import HwSimulator, to_signed
 from hashiflex.packing import pack_fields, split_fields
 from hashiflex.passes.hw_builders import HwBuilder, Sig, namehint
 from hashiflex.passes.po2_to_hw import (
@@ -35,152 +36,10 @@ from hashiflex.passes.po2_unroll import Po2UnrollPass
 from hashiflex.tools.registry import make_context
 from po2_testlib import conv_module
 
-sys.setrecursionlimit(20000)
 
-# ---------------------------------------------------------------------------------------
-# A small simulator of hw/comb/seq
-# ---------------------------------------------------------------------------------------
-
-
-def _w(v: SSAValue) -> int:
-    t = v.type
-    return t.width.data if isinstance(t, IntegerType) else 1
-
-
-def _signed(x: int, w: int) -> int:
-    return x - (1 << w) if x >> (w - 1) & 1 else x
-
-
-class Sim:
-    """Cycle-based simulation of an hw.module (instances simulated recursively)."""
-
-    def __init__(self, top: ModuleOp, name: str, rng: random.Random | None = None,
-                 input_fn: Callable[[int], int] | None = None):
-        self.mods = {op.sym_name.data: op for op in top.ops if isinstance(op, hw.HWModuleOp)}
-        self.module = self.mods[name]
-        self.rng = rng or random.Random(1)
-        self.block = self.module.body.block
-        self.input_fn = input_fn
-        self.inputs: dict[str, int] = {}
-        self.in_names = [p.port_name.data for p in self.module.module_type.ports.data
-                         if p.dir.data == hw.Direction.INPUT]
-        self.out_names = [p.port_name.data for p in self.module.module_type.ports.data
-                          if p.dir.data == hw.Direction.OUTPUT]
-        self.regs = [op for op in self.block.ops if isinstance(op, seq.CompRegOp)]
-        self.state = {r: self.rng.getrandbits(_w(r.data)) for r in self.regs}
-        self.children: dict[hw.InstanceOp, Sim] = {}
-        for op in self.block.ops:
-            if isinstance(op, hw.InstanceOp):
-                self.children[op] = Sim(top, op.module_name.string_value(), self.rng,
-                                        self._child_input(op))
-        self.output_op = self.block.last_op
-        self.cache: dict[SSAValue, int] = {}
-
-    def _child_input(self, inst: hw.InstanceOp) -> Callable[[int], int]:
-        return lambda i: self.val(inst.inputs[i])
-
-    def invalidate(self):
-        self.cache.clear()
-        for c in self.children.values():
-            c.invalidate()
-
-    def val(self, v: SSAValue) -> int:
-        found = self.cache.get(v)
-        if found is not None:
-            return found
-        if isinstance(v, BlockArgument):
-            r = self.input_fn(v.index) if self.input_fn else self.inputs.get(self.in_names[v.index], 0)
-        else:
-            r = self._eval(v)
-        self.cache[v] = r
-        return r
-
-    def _eval(self, v: SSAValue) -> int:
-        op = v.owner
-        w = _w(v)
-        mask = (1 << w) - 1
-        o = [self.val(x) for x in op.operands] if not isinstance(op, (seq.CompRegOp, hw.InstanceOp)) else None
-        if isinstance(op, seq.CompRegOp):
-            return self.state[op]
-        if isinstance(op, hw.ConstantOp):
-            return op.value.value.data & mask
-        if isinstance(op, hw.InstanceOp):
-            return self.children[op].output(op.results.index(v))
-        if isinstance(op, comb.AddOp):
-            return sum(o) & mask
-        if isinstance(op, comb.MulOp):  # the NPU's MACs (the frozen layers have none)
-            r = 1
-            for x in o:
-                r *= x
-            return r & mask
-        if isinstance(op, comb.SubOp):
-            return (o[0] - o[1]) & mask
-        if isinstance(op, comb.AndOp):
-            r = mask
-            for x in o:
-                r &= x
-            return r
-        if isinstance(op, comb.OrOp):
-            r = 0
-            for x in o:
-                r |= x
-            return r
-        if isinstance(op, comb.XorOp):
-            r = 0
-            for x in o:
-                r ^= x
-            return r
-        if isinstance(op, comb.MuxOp):
-            return o[1] if o[0] else o[2]
-        if isinstance(op, comb.ExtractOp):
-            return (o[0] >> op.low_bit.value.data) & mask
-        if isinstance(op, comb.ConcatOp):
-            r = 0
-            for x, xv in zip(o, op.operands):
-                r = (r << _w(xv)) | x
-            return r
-        if isinstance(op, comb.ReplicateOp):
-            iw = _w(op.input)
-            r = 0
-            for _ in range(w // iw):
-                r = (r << iw) | o[0]
-            return r
-        if isinstance(op, comb.ICmpOp):
-            pred = comb.ICMP_COMPARISON_OPERATIONS[op.predicate.value.data]
-            a, b = o
-            if pred[0] == "s":
-                iw = _w(op.lhs)
-                a, b = _signed(a, iw), _signed(b, iw)
-            return int({"eq": a == b, "ne": a != b, "slt": a < b, "sle": a <= b, "sgt": a > b,
-                        "sge": a >= b, "ult": a < b, "ule": a <= b, "ugt": a > b,
-                        "uge": a >= b}[pred])
-        raise NotImplementedError(op.name)
-
-    def output(self, i: int) -> int:
-        return self.val(self.output_op.operands[i])
-
-    def outputs(self) -> dict[str, int]:
-        return {n: self.output(i) for i, n in enumerate(self.out_names)}
-
-    def _next_states(self, acc: list):
-        for r in self.regs:
-            nxt = self.val(r.input)
-            if r.reset is not None and self.val(r.reset):
-                nxt = self.val(r.reset_value)
-            acc.append((self, r, nxt))
-        for c in self.children.values():
-            c._next_states(acc)
-
-    def step(self, **inputs: int) -> dict[str, int]:
-        """Apply inputs, return the outputs of this cycle, then clock."""
-        self.inputs = inputs
-        self.invalidate()
-        outs = self.outputs()
-        acc: list = []
-        self._next_states(acc)
-        for sim, r, nxt in acc:
-            sim.state[r] = nxt
-        return outs
+def _sim(design: ModuleOp, top: str, rng: random.Random | None = None) -> HwSimulator:
+    """The design's `top` module in the hw simulator, registers starting with random bits."""
+    return HwSimulator(design, top, initial=rng or random.Random(1))
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,7 +57,7 @@ def _tiny(inputs, outputs, body: Callable[[HwBuilder, dict], dict]) -> ModuleOp:
 
 
 def _comb_eval(m: ModuleOp, **inputs) -> dict[str, int]:
-    return Sim(m, "t").step(**inputs)
+    return _sim(m, "t").step(**inputs)
 
 
 def test_extend_shift_truncate():
@@ -237,7 +96,7 @@ def test_register_enable_reset_counter_delay():
 
     m = _tiny([("x", IntegerType(4))], [("r", IntegerType(4)), ("c", IntegerType(3)),
                                         ("d", IntegerType(4))], body)
-    sim = Sim(m, "t")
+    sim = _sim(m, "t")
     sim.step(rst=1, en=0, x=9)
     assert sim.step(rst=0, en=0, x=9)["r"] == 3
     seen = []
@@ -269,14 +128,14 @@ def test_adder_tree_exact_and_pipelined(levels):
               [("y", IntegerType(16))], body)
     lat = body.latency
     assert lat == -(-4 // levels) - (1 if 4 % levels == 0 else 0) or lat >= 0
-    sim = Sim(m, "t")
+    sim = _sim(m, "t")
     expected = []
     got = []
     for _ in range(12):
         xs = {f"x{i}": rng.getrandbits(w) for i, (w, _) in enumerate(specs)}
-        vals = [_signed(xs[f"x{i}"], w) if s else xs[f"x{i}"] for i, (w, s) in enumerate(specs)]
+        vals = [to_signed(xs[f"x{i}"], w) if s else xs[f"x{i}"] for i, (w, s) in enumerate(specs)]
         expected.append(sum(vals) - 77)
-        got.append(_signed(sim.step(rst=0, en=1, **xs)["y"], 16))
+        got.append(to_signed(sim.step(rst=0, en=1, **xs)["y"], 16))
     assert got[lat:] == expected[: len(expected) - lat]
     # 8 terms: 3 adder levels; a register after every `levels` levels (not after the root)
     assert lat == (3 - 1) // levels
@@ -294,9 +153,9 @@ def test_rescale_matches_semantics(shift, signed):
         return {"y": hb.resize(y.value, y.signed, 12)}
 
     m = _tiny([("x", IntegerType(w))], [("y", IntegerType(12))], body)
-    sim = Sim(m, "t")
+    sim = _sim(m, "t")
     for x in list(range(lo_x, hi_x + 1, 7)) + [lo_x, hi_x]:
-        got = _signed(sim.step(rst=0, en=1, x=x & ((1 << w) - 1))["y"], 12)
+        got = to_signed(sim.step(rst=0, en=1, x=x & ((1 << w) - 1))["y"], 12)
         want = int(requantize(x, shift, Format(12, True, 0)) )
         want = min(max(want, clamp[0]), clamp[1])
         assert got == want, (x, shift)
@@ -322,7 +181,7 @@ def _lower(module: ModuleOp, **options) -> ModuleOp:
     return module
 
 
-def _stream(sim: Sim, images: np.ndarray, fmt: Format, out_fmt: Format, out_items: int,
+def _stream(sim: HwSimulator, images: np.ndarray, fmt: Format, out_fmt: Format, out_items: int,
             out_ch: int, rng: random.Random, gaps: bool = True, stalls: bool = False,
             module_ports: bool = True):
     """Drive images (N, C, H, W) pixel by pixel, return the output items (N*items, C')."""
@@ -330,7 +189,7 @@ def _stream(sim: Sim, images: np.ndarray, fmt: Format, out_fmt: Format, out_item
     pixels = [images[i, :, y, x] for i in range(n) for y in range(h) for x in range(w)]
     pixels += [np.zeros(c, dtype=np.int64)] * (h * w + 4)  # drain with zero pixels
     got = []
-    sim.step(rst=1, en=1, in_valid=0, in_data=0)
+    sim.step(rst=1, in_valid=0, in_data=0, **({"en": 1} if module_ports else {}))
     i = 0
     while i < len(pixels) and len(got) < n * out_items:
         en = 0 if stalls and rng.random() < 0.2 else 1
@@ -384,7 +243,7 @@ def test_conv_streaming_matches_golden(case):
     images = _images(rng, in_shape, in_fmt, 4)
     want = golden.conv2d(images, conv)  # (N, Cout, OH, OW)
     _lower(module)
-    sim = Sim(module, "conv", random.Random(3))
+    sim = _sim(module, "conv", random.Random(3))
     oh, ow = want.shape[2:]
     got = _stream(sim, images, in_fmt, out_fmt, oh * ow, cout, random.Random(5),
                   stalls=True)
@@ -403,7 +262,7 @@ def test_conv_through_top_back_to_back():
     images = _images(rng, (2, 4, 5), in_fmt, 3)
     want = golden.conv2d(images, conv)
     _lower(module, levels_per_stage=1)
-    sim = Sim(module, "main_top")
+    sim = _sim(module, "main_top")
     got = _stream(sim, images, in_fmt, out_fmt, 20, 2, random.Random(1), gaps=False,
                   module_ports=False)
     assert np.array_equal(got, want.transpose(0, 2, 3, 1).reshape(-1, 2))
@@ -452,7 +311,7 @@ def test_residual_requant_avgpool_network():
     rep = design_report(module)
     assert [l["kind"] for l in rep["layers"]] == ["conv", "conv", "residual_add", "requant",
                                                    "avgpool"]
-    sim = Sim(module, "net_top")
+    sim = _sim(module, "net_top")
     got = _stream(sim, images, in_fmt, Format(8, False, 3), 1, 2, random.Random(2),
                   module_ports=False)
     assert np.array_equal(got, want)
@@ -508,7 +367,7 @@ def test_top_with_npu_and_stalls():
     ports = [p.port_name.data for p in top.module_type.ports.data]
     assert ports == ["clk", "rst", "in_valid", "in_data", "npu_we", "npu_waddr", "npu_wdata",
                      "npu_swap", "in_ready", "out_valid", "out_class", "out_logits"]
-    sim = Sim(module, "net_top")
+    sim = _sim(module, "net_top")
     pixels = [images[i, :, y, x] for i in range(4) for y in range(4) for x in range(5)]
     pixels += [np.zeros(2, dtype=np.int64)] * 400  # drain
     sim.step(rst=1)
@@ -620,7 +479,7 @@ def test_network_in_verilator(tmp_path):
     got = [split_fields(d, 2, 8) for ready, valid, d in rows[2:] if valid]
     assert np.array_equal(np.array(got[:5]), want)
     # The Python simulation agrees cycle for cycle.
-    sim = Sim(module, "net_top")
+    sim = _sim(module, "net_top")
     for (r, v, d), (ready, valid, data) in zip(stimulus, rows):
         out = sim.step(rst=r, in_valid=v, in_data=d)
         if not r:
