@@ -24,7 +24,7 @@ from xdsl.utils.exceptions import (
 from xdsl.utils.lexer import Span
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from hashiflex.passes import all_passes
+from hashiflex.passes import all_passes, hardening_pipeline_spec
 from hashiflex.tools.registry import register_dialects, targets
 
 
@@ -99,7 +99,11 @@ class Po2OptMain(xDSLOptMain):
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        Po2OptMain(description="HaShiFlex modular optimiser for po2/hw IR", args=argv).run()
+        description = (
+            "HaShiFlex modular optimiser for po2/hw IR. The hardening pipeline (layer-level "
+            f"po2 IR to SystemVerilog): -p {hardening_pipeline_spec()} -t sv"
+        )
+        Po2OptMain(description=description, args=argv).run()
     except (ParseError, DiagnosticException) as error:
         print(str(error).rstrip(), file=sys.stderr)
         sys.exit(1)

@@ -1,5 +1,5 @@
 """
-Tests of passes/npu_to_hw.py: the NPU classifier module, simulated cycle by cycle.
+Tests of passes/to_hw/npu.py: the NPU classifier module, simulated cycle by cycle.
 
 The simulator below is independent of the SystemVerilog backend: it compiles the hw/comb/seq
 subset the NPU uses into one Python function per module (ops evaluated in order each cycle,
@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import IntegerType, ModuleOp
 from xdsl.parser import Parser
 
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
-from hashiflex.passes.npu_to_hw import (
+from hashiflex.passes.to_hw.npu import (
     build_npu_module,
     default_lanes,
     lane_organisation,
