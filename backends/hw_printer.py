@@ -117,52 +117,50 @@ class HwPrinter(Printer):
     def _result(self, op: Operation) -> str:
         return f"%{self._name(op.results[0])} = "
 
+    def _head(self, op: Operation, properties: int) -> tuple[str, str] | None:
+        """`%result = ` and the attr-dict text of an op with that many properties, or None
+        if the fast path does not know its properties or attributes."""
+        if len(op.properties) != properties:
+            return None
+        attrs = self._attrs(op)
+        if attrs is None:
+            return None
+        return self._result(op), attrs
+
+    def _operands(self, op: Operation) -> str:
+        return ", ".join([f"%{self._name(v)}" for v in op.operands])
+
     def _variadic(self, op: Operation) -> str | None:
         # comb.add/and/or/xor/mul (variadic), comb.sub (binary) and comb.mux print
         # ` %a, %b, ... attrs : type` after the name, without `twoState` (" bin").
-        if op.properties:
+        if (head := self._head(op, 0)) is None:
             return None
-        attrs = self._attrs(op)
-        if attrs is None:
-            return None
-        res = self._result(op)
-        operands = ", ".join([f"%{self._name(v)}" for v in op.operands])
-        return f"{res}{op.name} {operands}{attrs} : {self._type(op.results[0].type)}"
+        res, attrs = head
+        return f"{res}{op.name} {self._operands(op)}{attrs} : {self._type(op.results[0].type)}"
 
     def _icmp(self, op: comb.ICmpOp) -> str | None:
-        props = op.properties
-        if len(props) != 1:
+        if (head := self._head(op, 1)) is None:
             return None
-        attrs = self._attrs(op)
-        if attrs is None:
-            return None
+        res, attrs = head
         pred = comb.ICMP_COMPARISON_OPERATIONS[op.predicate.value.data]
-        res = self._result(op)
         lhs, rhs = op.operands
         return (f"{res}comb.icmp {pred} %{self._name(lhs)}, %{self._name(rhs)}{attrs} : "
                 f"{self._type(lhs.type)}")
 
     def _extract(self, op: comb.ExtractOp) -> str | None:
-        if len(op.properties) != 1:
+        if (head := self._head(op, 1)) is None:
             return None
-        attrs = self._attrs(op)
-        if attrs is None:
-            return None
-        res = self._result(op)
+        res, attrs = head
         (x,) = op.operands
         return (f"{res}comb.extract %{self._name(x)} from {op.low_bit.value.data}{attrs} :  "
                 f"({self._type(x.type)}) -> {self._type(op.results[0].type)}")
 
     def _concat(self, op: comb.ConcatOp) -> str | None:
-        if op.properties or not op.operands:
+        if not op.operands or (head := self._head(op, 0)) is None:
             return None
-        attrs = self._attrs(op)
-        if attrs is None:
-            return None
-        res = self._result(op)
-        operands = ", ".join([f"%{self._name(v)}" for v in op.operands])
+        res, attrs = head
         types = ", ".join([self._type(v.type) for v in op.operands])
-        return f"{res}comb.concat {operands}{attrs} : {types}"
+        return f"{res}comb.concat {self._operands(op)}{attrs} : {types}"
 
     def _constant(self, op: hw.ConstantOp) -> str | None:
         if len(op.properties) != 1 or op.attributes:
@@ -207,9 +205,8 @@ class HwPrinter(Printer):
     def _output(self, op: hw.OutputOp) -> str | None:
         if op.properties or op.attributes or not op.operands:
             return None
-        operands = ", ".join([f"%{self._name(v)}" for v in op.operands])
         types = ", ".join([self._type(v.type) for v in op.operands])
-        return f"hw.output {operands} : {types}"
+        return f"hw.output {self._operands(op)} : {types}"
 
 
 def print_hw_op(op: Operation, stream, indent: int = 0) -> None:
