@@ -19,15 +19,12 @@ from pathlib import Path
 import pytest
 from xdsl.dialects import comb, hw, seq
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     FlatSymbolRefAttr,
-    IntegerAttr,
     IntegerType,
     ModuleOp,
-    StringAttr,
     i1,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, SSAValue
 
 from hashiflex.backends.sv_emitter import (
     EmitError,
