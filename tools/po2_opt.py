@@ -9,6 +9,7 @@ its source location) and exits non-zero, never with a Python traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import IO
 
@@ -71,6 +72,11 @@ def verify_with_locations(module: ModuleOp, spans: dict[Operation, Span]) -> Non
 class Po2OptMain(xDSLOptMain):
     version_format = "po2-opt (HaShiFlex) built on xdsl {xdsl_version}"
 
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        # The description shows the hardening pipeline on a line of its own, unwrapped.
+        arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        super().register_all_arguments(arg_parser)
+
     def register_all_dialects(self) -> None:
         register_dialects(self.ctx)
 
@@ -100,8 +106,9 @@ class Po2OptMain(xDSLOptMain):
 def main(argv: list[str] | None = None) -> None:
     try:
         description = (
-            "HaShiFlex modular optimiser for po2/hw IR. The hardening pipeline (layer-level "
-            f"po2 IR to SystemVerilog): -p {hardening_pipeline_spec()} -t sv"
+            "HaShiFlex modular optimiser for po2/hw IR.\n\n"
+            "The hardening pipeline (layer-level po2 IR to SystemVerilog):\n"
+            f"  po2-opt in.mlir -p {hardening_pipeline_spec()} -t sv"
         )
         Po2OptMain(description=description, args=argv).run()
     except (ParseError, DiagnosticException) as error:
