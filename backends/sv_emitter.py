@@ -60,6 +60,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.utils.target import Target
 
+from hashiflex.names import NAMEHINT, legal_chars
+
 __all__ = [
     "EmitError",
     "SystemVerilogTarget",
@@ -73,8 +75,6 @@ __all__ = [
 # the value gets a wire. This keeps lines readable and Verilator's/g++'s expression trees
 # shallow (a long single-use chain would otherwise become one enormous expression).
 MAX_INLINE_TERMS = 32
-
-NAMEHINT = "sv.namehint"
 
 SV_KEYWORDS = frozenset(
     """
@@ -119,7 +119,6 @@ CXX_KEYWORDS = frozenset(
 
 RESERVED_NAMES = SV_KEYWORDS | CXX_KEYWORDS
 
-_ILLEGAL_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 class EmitError(Exception):
@@ -156,7 +155,7 @@ def sv_literal(value: int, width: int) -> str:
 
 def sanitize_name(name: str) -> str:
     """Turn an IR name (possibly a torch path like `features.0.conv`) into an SV identifier."""
-    name = _ILLEGAL_CHARS.sub("_", name)
+    name = legal_chars(name)
     if not name or name[0].isdigit():
         name = "_" + name
     if name in RESERVED_NAMES:

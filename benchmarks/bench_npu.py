@@ -4,7 +4,7 @@ NPU benchmark (issue 5): is the reprogrammable classifier a bottleneck?
 For each network: the pipeline's cycles per image (the hardened layers: one input pixel per
 cycle), the default NPU lane count (the smallest that keeps up), the NPU's cycles per image,
 and images/s at the clock with and without the NPU. MobileNetV2 (width 1.0 and 0.25, 32x32,
-10 classes) by the throughput model only (passes/npu_to_hw.py); the digits example
+10 classes) by the throughput model only (passes/npu_hw.py); the digits example
 (tiny_cnn) and a small 8x8 net (whose default NPU has 2 lanes) also measured in Verilator
 with the default and a 1-lane NPU. Prints a table and writes benchmarks/results/npu.json.
 
@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import write_results  # noqa: E402
 
 def model_row(name: str, k: int, n: int, pipeline: int, clock_mhz: float) -> dict:
-    from hashiflex.passes import npu_to_hw
+    from hashiflex.passes.to_hw import npu as npu_hw
 
-    lanes = npu_to_hw.default_lanes(k, n, pipeline)
-    npu = npu_to_hw.npu_cycles_per_image(k, n, lanes)
-    one = npu_to_hw.npu_cycles_per_image(k, n, 1)
-    lc, lk = npu_to_hw.lane_organisation(k, n, lanes)
+    lanes = npu_hw.default_lanes(k, n, pipeline)
+    npu = npu_hw.npu_cycles_per_image(k, n, lanes)
+    one = npu_hw.npu_cycles_per_image(k, n, 1)
+    lc, lk = npu_hw.lane_organisation(k, n, lanes)
     return {
         "network": name,
         "features": k,
@@ -37,7 +37,7 @@ def model_row(name: str, k: int, n: int, pipeline: int, clock_mhz: float) -> dic
         "default_lanes": lanes,
         "lane_organisation": [lc, lk],
         "npu_cycles_per_image": npu,
-        "npu_latency_cycles": npu_to_hw.npu_latency(k, n, lanes),
+        "npu_latency_cycles": npu_hw.npu_latency(k, n, lanes),
         "images_per_second": clock_mhz * 1e6 / max(pipeline, npu),
         "images_per_second_without_npu": clock_mhz * 1e6 / pipeline,
         "one_lane_npu_cycles_per_image": one,

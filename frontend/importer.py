@@ -10,7 +10,6 @@ back at the model.
 
 from __future__ import annotations
 
-import re
 
 from xdsl.builder import Builder
 from xdsl.dialects.builtin import ModuleOp, NameLoc, StringAttr, UnknownLoc
@@ -20,6 +19,7 @@ from xdsl.rewriter import InsertPoint
 
 from hashiflex.dialects import po2
 from hashiflex.frontend import quant
+from hashiflex.names import legal_chars
 
 
 class ImportError_(ValueError):
@@ -28,7 +28,7 @@ class ImportError_(ValueError):
 
 def _symbol(name: str) -> str:
     """A legal func symbol from a model name."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "net"
+    return legal_chars(name) or "net"
 
 
 def graph_to_po2(graph: list[quant.Layer], name: str = "net") -> ModuleOp:

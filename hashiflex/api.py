@@ -114,21 +114,12 @@ __all__ = [
 
 def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET):
     """Run the hardening pipeline in place: unroll, canonicalise, infer widths, to hw."""
-    from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
-    from hashiflex.passes.po2_infer_widths import Po2InferWidthsPass
-    from hashiflex.passes.po2_to_hw import Po2ToHwPass
-    from hashiflex.passes.po2_unroll import Po2UnrollPass
+    from hashiflex.passes import hardening_pipeline
     from hashiflex.tools.registry import make_context
     from xdsl.utils.exceptions import DiagnosticException
 
     ctx = make_context()
-    pipeline = [
-        Po2UnrollPass(),
-        Po2CanonicalizePass(),
-        Po2InferWidthsPass(),
-        Po2ToHwPass(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes),
-    ]
-    for pass_ in pipeline:
+    for pass_ in hardening_pipeline(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes):
         with progress.step(f"pass {pass_.name}"):
             try:
                 pass_.apply(ctx, module)

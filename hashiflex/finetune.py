@@ -381,7 +381,7 @@ def finetune(design_dir, data, labels, out, *, epochs: int = 200, seed: int = 0,
 
 def load_image_lines(design_dir, weights) -> list[str]:
     """The lines of the NPU load image for `weights` (a dict or a W.npz path); validated."""
-    from hashiflex.passes.npu_to_hw import npu_addr_bits
+    from hashiflex.passes.to_hw.npu import npu_addr_bits
 
     view = _DesignView(design_dir)
     npu = weights if isinstance(weights, dict) else load_weights(weights)

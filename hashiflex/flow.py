@@ -13,8 +13,8 @@ and, for each layer:
 1. unrolls it just in time (a `po2.conv2d` becomes a *detached* `po2.unrolled_conv2d` with
    the same operand, `po2_unroll.unroll_conv`), canonicalises its datapath region and
    infers its widths (the same patterns and analysis as the passes, on that region only);
-2. lowers it to its `hw.module` (`po2_to_hw.NetworkLowering.iter_modules`, which yields
-   each module before building the next and keeps only what the top needs);
+2. lowers it to its `hw.module` (`NetworkLowering.lower` of passes/to_hw/network.py, the
+   loop the `po2-to-hw` pass runs too, which keeps only what the top needs of a layer);
 3. prints the module's hw IR (`backends/hw_printer.HwPrinter`: xDSL's text, faster) into `model.hw.mlir` (inside one `builtin.module { ... }`, in
    the text the whole-module printer writes: every `hw.module` is IsolatedFromAbove, so its
    SSA names do not depend on the modules printed before it), writes its
@@ -25,7 +25,7 @@ and, for each layer:
    (automatic collection is off during the loop and what existed before it is frozen, so
    each collection walks only that layer's objects).
 
-The top and the NPU come out last, as in the pass. Peak memory is then one layer's IR
+The top comes out last, as in the pass. Peak memory is then one layer's IR
 (plus the layer-level func and the torch model), not the network's; the output is byte
 identical to the whole-module path (test/passes/test_streaming_flow.py). `Po2ToHwPass`
 stays the whole-module pass of `po2-opt`.
@@ -49,7 +49,7 @@ class FlowResult:
     """What `lower_and_emit` wrote and measured."""
 
     sv_files: list[Path]
-    hw_report: dict  # as po2_to_hw.design_report
+    hw_report: dict  # as to_hw.design_report
     top: str
     top_ports: list[dict]  # as api._top_ports
     modules: int = 0
@@ -65,21 +65,6 @@ class _Timer:
         now = time.perf_counter()
         self.seconds[phase] += now - start
         return now
-
-
-def _canonicalize_patterns():
-    from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
-
-    from hashiflex.passes import po2_canonicalize as pc
-
-    # The pattern list of Po2CanonicalizePass.apply, in its order.
-    patterns = [
-        pc.DeadScalarOp(), pc.ShlByZero(), pc.SingleOperandSum(), pc.FoldSumConstants(),
-        pc.AddSubZero(), pc.NegNeg(), pc.FlattenNestedSum(), pc.MergeAddOfSums(),
-        pc.NoOpRequant(),
-    ]
-    return PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False),
-                                walk_reverse=True)
 
 
 def lower_and_emit(
@@ -106,15 +91,12 @@ def lower_and_emit(
     from hashiflex.backends.sv_emitter import SvFileWriter
     from hashiflex.backends.verilator import ports_of
     from hashiflex.dialects import po2
-    from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
+    from hashiflex.passes import hardening_pipeline
+    from hashiflex.passes.po2_canonicalize import canonicalizer
     from hashiflex.passes.po2_infer_widths import infer_block_widths
-    from hashiflex.passes.po2_to_hw import (
-        NetworkLowering,
-        Po2ToHwPass,
-        design_report_of,
-        module_report,
-    )
     from hashiflex.passes.po2_unroll import unroll_conv
+    from hashiflex.passes.to_hw import NetworkLowering, design_report_of, module_report
+    from hashiflex.passes.to_hw.network import layer_name
 
     out_dir = Path(out_dir)
     timer = _Timer()
@@ -122,56 +104,76 @@ def lower_and_emit(
     if len(funcs) != 1:
         raise ModelError(f"po2-to-hw: expects exactly one func.func, found {len(funcs)}")
     fn = funcs[0]
+    # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
+    _unroll, canonicalize, _infer_widths, to_hw = hardening_pipeline(
+        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
 
     # Layer-level canonicalisation first (no-op requants): on the layer-level func it is
     # what the whole-module pass does outside the datapaths, which are canonicalised one
-    # by one below.
+    # by one below, by the same patterns.
     start = time.perf_counter()
     try:
-        Po2CanonicalizePass().apply(Context(), module)
+        canonicalize.apply(Context(), module)
     except DiagnosticException as error:
         raise ModelError(f"po2-canonicalize: {str(error).strip().splitlines()[0]}")
     timer.add("canonicalize", start)
+    walker = canonicalizer()
 
-    walker = _canonicalize_patterns()
+    def unrolled(op, layer: str):
+        """The datapath of a layer-level conv, unrolled, canonicalised, widths inferred."""
+        start = time.perf_counter()
+        try:
+            if isinstance(op, po2.UnrolledConv2dOp):  # unrolled already (hand-written IR)
+                infer_block_widths(op.body.block)
+                timer.add("infer-widths", start)
+                return None
+            stand_in = unroll_conv(op)
+            start = timer.add("unroll", start)
+            walker.rewrite_region(stand_in.body)
+            start = timer.add("canonicalize", start)
+            infer_block_widths(stand_in.body.block)
+            timer.add("infer-widths", start)
+        except DiagnosticException as error:
+            raise ModelError(f"layer '{layer}': {str(error).strip().splitlines()[0]}")
+        return stand_in
+
+    def lowering_error(error: DiagnosticException) -> ModelError:
+        return ModelError(f"po2-to-hw: {str(error).strip().splitlines()[0]}")
+
     layer_kinds = (po2.Conv2dOp, po2.UnrolledConv2dOp, po2.RequantOp, po2.ResidualAddOp,
                    po2.AvgPoolOp, po2.NpuLinearOp)
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
-    state = {"unrolled": None, "layer": "", "index": 0, "start": 0.0}
-
-    def prepare(op):
-        layer = op.properties.get("layer")
-        state["layer"] = getattr(layer, "data", op.name)
-        state["start"] = time.perf_counter()
-        if isinstance(op, layer_kinds):
-            state["index"] += 1
-        if isinstance(op, po2.UnrolledConv2dOp):  # unrolled already (hand-written IR)
-            start = time.perf_counter()
-            infer_block_widths(op.body.block)
-            timer.add("infer-widths", start)
-        if not isinstance(op, po2.Conv2dOp):
-            return op
-        start = time.perf_counter()
-        try:
-            unrolled = unroll_conv(op)
-            start = timer.add("unroll", start)
-            walker.rewrite_region(unrolled.body)
-            start = timer.add("canonicalize", start)
-            infer_block_widths(unrolled.body.block)
-            timer.add("infer-widths", start)
-        except DiagnosticException as error:
-            raise ModelError(f"layer '{state['layer']}': {str(error).strip().splitlines()[0]}")
-        state["unrolled"] = unrolled
-        return unrolled
-
-    options = Po2ToHwPass(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
-    lowering = NetworkLowering(fn, options, prepare=prepare)
+    try:
+        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name)
+    except DiagnosticException as error:
+        raise lowering_error(error)
     sv = SvFileWriter(out_dir / rtl_dir)
     sv_files: list[Path] = []
     reports: list[dict] = []
     top_name, top_ports = "", []
-    hw_ops = modules = 0
+    hw_ops = modules = index = 0
     last_say = time.perf_counter()
+
+    def write(hw_module, stream) -> int:
+        """Print, emit and record one module; returns its op count."""
+        nonlocal top_name, top_ports
+        start = time.perf_counter()
+        stream.write("\n  ")
+        print_hw_op(hw_module, stream, indent=1)
+        start = timer.add("print-hw", start)
+        path = sv.add(hw_module)
+        if path is not None:
+            sv_files.append(path)
+        timer.add("emit-sv", start)
+        report = module_report(hw_module)
+        if report is not None:
+            reports.append(report)
+            if report.get("kind") == "top":
+                top_name = hw_module.sym_name.data
+                top_ports = [{"name": p.name, "width": p.width, "dir": p.direction}
+                             for p in ports_of(hw_module)]
+        return len(hw_module.body.block.ops)
+
     # Cycle collections during the build only walk the (growing) live IR again and again:
     # the IR is built once and freed as a whole, so collect once per layer instead, and
     # freeze what exists before the loop (torch, the model, the func: hundreds of
@@ -182,54 +184,44 @@ def lower_and_emit(
     try:
         with open(out_dir / hw_file, "w") as stream:
             stream.write("builtin.module {")
-            modules_iter = lowering.iter_modules()
-            while True:
+            for op in net.layers():
+                layer_start = time.perf_counter()
+                name = layer_name(op)
+                if isinstance(op, layer_kinds):
+                    index += 1
+                stand_in = unrolled(op, name) if isinstance(
+                    op, (po2.Conv2dOp, po2.UnrolledConv2dOp)) else None
                 start = time.perf_counter()
-                before = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "infer-widths"))
                 try:
-                    hw_module = next(modules_iter, None)
+                    hw_module = net.lower(op, stand_in).module
                 except DiagnosticException as error:
-                    raise ModelError(f"po2-to-hw: {str(error).strip().splitlines()[0]}")
-                if hw_module is None:
-                    break
-                # The unroll, canonicalisation and widths of this layer ran inside `next`.
-                after = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "infer-widths"))
-                now = time.perf_counter()
-                timer.seconds["po2-to-hw"] += now - start - (after - before)
-                start = now
-                stream.write("\n  ")
-                print_hw_op(hw_module, stream, indent=1)
-                start = timer.add("print-hw", start)
-                path = sv.add(hw_module)
-                if path is not None:
-                    sv_files.append(path)
-                start = timer.add("emit-sv", start)
-                report = module_report(hw_module)
-                if report is not None:
-                    reports.append(report)
-                    if report.get("kind") == "top":
-                        top_name = hw_module.sym_name.data
-                        top_ports = [{"name": p.name, "width": p.width, "dir": p.direction}
-                                     for p in ports_of(hw_module)]
-                n_ops = len(hw_module.body.block.ops)
+                    raise lowering_error(error)
+                timer.add("po2-to-hw", start)
+                if hw_module is None:  # wiring
+                    continue
+                n_ops = write(hw_module, stream)
                 hw_ops += n_ops
                 modules += 1
                 # Drop the layer: the unrolled op gives back its use of the conv's operand
                 # (the only link from the func to it); the rest is unreachable cycles.
-                unrolled, state["unrolled"] = state["unrolled"], None
-                if unrolled is not None:
-                    unrolled.drop_all_references()
-                    del unrolled
-                del hw_module
+                if stand_in is not None:
+                    stand_in.drop_all_references()
+                del stand_in, hw_module
                 start = time.perf_counter()
                 gc.collect()
                 now = timer.add("free", start)
                 if progress.enabled and (now - last_say >= progress_every or n_ops > 200000):
                     last_say = now
-                    progress.say(
-                        f"layer {state['index']}/{total} {state['layer']}: "
-                        f"{now - state['start']:.1f} s ({n_ops} hw ops)"
-                    )
+                    progress.say(f"layer {index}/{total} {name}: "
+                                 f"{now - layer_start:.1f} s ({n_ops} hw ops)")
+            start = time.perf_counter()
+            try:
+                top = net.top()
+            except DiagnosticException as error:
+                raise lowering_error(error)
+            timer.add("po2-to-hw", start)
+            hw_ops += write(top, stream)
+            modules += 1
             stream.write("\n}\n")
     finally:
         gc.unfreeze()

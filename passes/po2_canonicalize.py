@@ -180,6 +180,32 @@ class NoOpRequant(RewritePattern):
             rewriter.replace(op, [], [op.input])
 
 
+def canonicalization_patterns() -> list[RewritePattern]:
+    """The po2 canonicalisation patterns, in the order they are tried."""
+    return [
+        DeadScalarOp(),
+        ShlByZero(),
+        SingleOperandSum(),
+        FoldSumConstants(),
+        AddSubZero(),
+        NegNeg(),
+        FlattenNestedSum(),
+        MergeAddOfSums(),
+        NoOpRequant(),
+    ]
+
+
+def canonicalizer() -> PatternRewriteWalker:
+    """
+    The walker that applies `canonicalization_patterns` to a fixed point (on a module, or
+    on one datapath region in the streaming flow).
+    """
+    # xDSL's built-in DCE of the applier would also erase unused layer-level ops; dead
+    # code removal here is limited to scalar ops (DeadScalarOp).
+    applier = GreedyRewritePatternApplier(canonicalization_patterns(), dce_enabled=False)
+    return PatternRewriteWalker(applier, walk_reverse=True)
+
+
 @dataclass(frozen=True)
 class Po2CanonicalizePass(ModulePass):
     """Apply the po2 canonicalisation patterns to a fixed point."""
@@ -187,18 +213,4 @@ class Po2CanonicalizePass(ModulePass):
     name = "po2-canonicalize"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        patterns: list[RewritePattern] = [
-            DeadScalarOp(),
-            ShlByZero(),
-            SingleOperandSum(),
-            FoldSumConstants(),
-            AddSubZero(),
-            NegNeg(),
-            FlattenNestedSum(),
-            MergeAddOfSums(),
-            NoOpRequant(),
-        ]
-        # xDSL's built-in DCE of the applier would also erase unused layer-level ops; dead
-        # code removal here is limited to scalar ops (DeadScalarOp).
-        applier = GreedyRewritePatternApplier(patterns, dce_enabled=False)
-        PatternRewriteWalker(applier, walk_reverse=True).rewrite_module(op)
+        canonicalizer().rewrite_module(op)

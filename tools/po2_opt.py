@@ -9,6 +9,7 @@ its source location) and exits non-zero, never with a Python traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import IO
 
@@ -24,7 +25,7 @@ from xdsl.utils.exceptions import (
 from xdsl.utils.lexer import Span
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from hashiflex.passes import all_passes
+from hashiflex.passes import all_passes, hardening_pipeline_spec
 from hashiflex.tools.registry import register_dialects, targets
 
 
@@ -71,6 +72,11 @@ def verify_with_locations(module: ModuleOp, spans: dict[Operation, Span]) -> Non
 class Po2OptMain(xDSLOptMain):
     version_format = "po2-opt (HaShiFlex) built on xdsl {xdsl_version}"
 
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        # The description shows the hardening pipeline on a line of its own, unwrapped.
+        arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        super().register_all_arguments(arg_parser)
+
     def register_all_dialects(self) -> None:
         register_dialects(self.ctx)
 
@@ -99,7 +105,12 @@ class Po2OptMain(xDSLOptMain):
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        Po2OptMain(description="HaShiFlex modular optimiser for po2/hw IR", args=argv).run()
+        description = (
+            "HaShiFlex modular optimiser for po2/hw IR.\n\n"
+            "The hardening pipeline (layer-level po2 IR to SystemVerilog):\n"
+            f"  po2-opt in.mlir -p {hardening_pipeline_spec()} -t sv"
+        )
+        Po2OptMain(description=description, args=argv).run()
     except (ParseError, DiagnosticException) as error:
         print(str(error).rstrip(), file=sys.stderr)
         sys.exit(1)

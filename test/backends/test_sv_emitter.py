@@ -19,15 +19,12 @@ from pathlib import Path
 import pytest
 from xdsl.dialects import comb, hw, seq
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     FlatSymbolRefAttr,
-    IntegerAttr,
     IntegerType,
     ModuleOp,
-    StringAttr,
     i1,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, SSAValue
 
 from hashiflex.backends.sv_emitter import (
     EmitError,
@@ -36,12 +33,18 @@ from hashiflex.backends.sv_emitter import (
     emit_sv_string,
     sanitize_name,
 )
+from hashiflex.passes.to_hw.builder import HwBuilder
+from hashiflex.passes.to_hw.layer import ModuleShell
 
 # -- building hw modules ------------------------------------------------------------
 
 
-class ModuleBuilder:
-    """Builds one hw.module: ports first, then ops appended in order, then the outputs."""
+class ModuleBuilder(HwBuilder):
+    """
+    One hw.module by the compiler's own builder (passes/to_hw/builder.py) on a module shell:
+    ports first, then ops appended in order (`add` takes any op as built, so that a test
+    can make the exact form it exercises), then the outputs in port order.
+    """
 
     def __init__(
         self,
@@ -49,40 +52,16 @@ class ModuleBuilder:
         inputs: Sequence[tuple[str, Attribute]],
         outputs: Sequence[tuple[str, Attribute]],
     ) -> None:
-        self.name = name
-        self.inputs = list(inputs)
-        self.outputs = list(outputs)
-        self.block = Block(arg_types=[typ for _, typ in inputs])
-        self.args = {name: arg for (name, _), arg in zip(inputs, self.block.args)}
+        self.shell = ModuleShell(name, list(inputs), list(outputs))
+        args = self.shell.args
+        super().__init__(self.shell.block, args.get("clk"), args.get("rst"))
 
     def __getitem__(self, port: str) -> SSAValue:
-        return self.args[port]
-
-    def add(self, op: Operation, hint: str | None = None) -> SSAValue:
-        self.block.add_op(op)
-        if hint is not None:
-            op.attributes["sv.namehint"] = StringAttr(hint)
-        return op.results[0]
-
-    def const(self, value: int, width: int) -> SSAValue:
-        return self.add(hw.ConstantOp(value, width, truncate_bits=True))
-
-    def extract(self, value: SSAValue, low: int, width: int) -> SSAValue:
-        return self.add(comb.ExtractOp(value, IntegerAttr(low, 32), IntegerType(width)))
+        return self.shell.args[port]
 
     def finish(self, values: Sequence[SSAValue]) -> hw.HWModuleOp:
-        self.block.add_op(hw.OutputOp(values))
-        direction = hw.DirectionAttr
-        ports = [
-            hw.ModulePort(StringAttr(n), t, direction(hw.Direction.INPUT))
-            for n, t in self.inputs
-        ] + [
-            hw.ModulePort(StringAttr(n), t, direction(hw.Direction.OUTPUT))
-            for n, t in self.outputs
-        ]
-        return hw.HWModuleOp(
-            StringAttr(self.name), hw.ModuleType(ArrayAttr(ports)), Region(self.block)
-        )
+        names = [name for name, _ in self.shell.outputs]
+        return self.shell.finish(dict(zip(names, values, strict=True)))
 
 
 def iN(width: int) -> IntegerType:

@@ -21,6 +21,7 @@ from conftest import NETS_FILE
 
 import nets
 from hashiflex import api, compiler
+from hashiflex.passes import hardening_pipeline_spec
 from hashiflex.errors import HashiflexError, ToolchainError
 from hashiflex.npu_weights import npu_op
 
@@ -403,7 +404,7 @@ def test_import_golden_round_trip_and_po2_opt(tmp_path, files):
     assert opt.stdout.strip() == ir.read_text().strip()
     # and runs the whole hardening pipeline on it down to SystemVerilog
     opt = subprocess.run(
-        [str(PO2_OPT), str(ir), "-p", "po2-unroll,po2-canonicalize,po2-infer-widths,po2-to-hw",
+        [str(PO2_OPT), str(ir), "-p", hardening_pipeline_spec(),
          "-t", "sv"], capture_output=True, text=True)
     assert opt.returncode == 0, opt.stderr
     assert "module dw_residual_top" in opt.stdout
@@ -411,7 +412,7 @@ def test_import_golden_round_trip_and_po2_opt(tmp_path, files):
     # golden on things that are not po2 networks
     hw = tmp_path / "hw.mlir"
     hw.write_text(subprocess.run(
-        [str(PO2_OPT), str(ir), "-p", "po2-unroll,po2-canonicalize,po2-infer-widths,po2-to-hw"],
+        [str(PO2_OPT), str(ir), "-p", hardening_pipeline_spec()],
         capture_output=True, text=True, check=True).stdout)
     assert_one_line_error(hashiflex("golden", hw, "--inputs", inputs, "--out", gold),
                           "not a layer-level po2 network")

@@ -24,7 +24,7 @@ import pytest
 from hashiflex import api
 from hashiflex import finetune as ft
 from hashiflex.errors import InputError
-from hashiflex.passes import npu_to_hw
+from hashiflex.passes.to_hw import npu as npu_hw
 
 
 def shared_design(tmp_path_factory, key: str, spec: str, **options) -> api.Design:
@@ -143,7 +143,7 @@ def test_undersized_npu_stalls_without_loss(small_1lane):
 
 def test_default_npu_no_stalls_small(small_default):
     report = small_default.report
-    assert report["npu_lanes"] == npu_to_hw.default_lanes(8, 10, 64) == 2
+    assert report["npu_lanes"] == npu_hw.default_lanes(8, 10, 64) == 2
     assert not report["npu_is_bottleneck"]
     result = api.simulate(small_default.path, random_images(small_default, 120, seed=10), check=True)
     assert result.ok and result.stalls == 0
@@ -165,15 +165,15 @@ def test_default_npu_no_stalls_digits(digits):
 
 def test_mobilenetv2_classifier_throughput_model():
     """MobileNetV2 w1.0 (32x32): 1024 cycles/image in the pipeline, a 1280x10 classifier."""
-    lanes = npu_to_hw.default_lanes(1280, 10, 1024)
+    lanes = npu_hw.default_lanes(1280, 10, 1024)
     assert lanes == 13
-    assert npu_to_hw.npu_cycles_per_image(1280, 10, lanes) <= 1024
-    assert npu_to_hw.npu_cycles_per_image(1280, 10, lanes - 1) > 1024  # the smallest
-    assert npu_to_hw.npu_cycles_per_image(1280, 10, 1) == 12800  # 1 lane: the bottleneck
+    assert npu_hw.npu_cycles_per_image(1280, 10, lanes) <= 1024
+    assert npu_hw.npu_cycles_per_image(1280, 10, lanes - 1) > 1024  # the smallest
+    assert npu_hw.npu_cycles_per_image(1280, 10, 1) == 12800  # 1 lane: the bottleneck
     for k, n, p in ((24, 10, 256), (8, 10, 64), (1280, 10, 1024), (1280, 1000, 1024), (7, 3, 1)):
-        lanes = npu_to_hw.default_lanes(k, n, p)
-        assert npu_to_hw.npu_cycles_per_image(k, n, lanes) <= p
-        assert lanes == 1 or npu_to_hw.npu_cycles_per_image(k, n, lanes - 1) > p
+        lanes = npu_hw.default_lanes(k, n, p)
+        assert npu_hw.npu_cycles_per_image(k, n, lanes) <= p
+        assert lanes == 1 or npu_hw.npu_cycles_per_image(k, n, lanes - 1) > p
 
 
 # ---------------------------------------------------------------------------

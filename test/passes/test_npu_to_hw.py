@@ -1,5 +1,5 @@
 """
-Tests of passes/npu_to_hw.py: the NPU classifier module, simulated cycle by cycle.
+Tests of passes/to_hw/npu.py: the NPU classifier module, simulated cycle by cycle.
 
 The simulator (interpreters/hw.py) is independent of the SystemVerilog backend: it runs the
 hw/comb/seq IR cycle by cycle (`seq.compreg` updating on the edge, synchronous reset,
@@ -20,7 +20,7 @@ from xdsl.parser import Parser
 
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
 from hashiflex.interpreters.hw import HwSimulator, width_of
-from hashiflex.passes.npu_to_hw import (
+from hashiflex.passes.to_hw.npu import (
     build_npu_module,
     default_lanes,
     lane_organisation,

@@ -1,5 +1,5 @@
 """
-Tests of `po2-to-hw` and its builder library (passes/hw_builders.py).
+Tests of `po2-to-hw` and its builder library (passes/to_hw/builder.py).
 
 The hardware is checked by simulation against the golden model (docs/semantics.md): the
 hw simulator of interpreters/hw.py (cycle-accurate, two-state, registers start with random
@@ -23,15 +23,12 @@ from hashiflex.dialects import po2
 from hashiflex.golden import model as golden
 from hashiflex.golden.semantics import Format, requantize
 from hashiflex.interpreters.hw import HwSimulator, to_signed
+from hashiflex.names import namehint
 from hashiflex.packing import pack_fields, split_fields
-from hashiflex.passes.hw_builders import HwBuilder, Sig, namehint
-from hashiflex.passes.po2_to_hw import (
-    LoweringError,
-    ModuleShell,
-    Po2ToHwPass,
-    csd_digits,
-    design_report,
-)
+from hashiflex.passes.po2_to_hw import Po2ToHwPass
+from hashiflex.passes.to_hw import LoweringError, design_report
+from hashiflex.passes.to_hw.builder import HwBuilder, Sig, csd_digits
+from hashiflex.passes.to_hw.layer import ModuleShell
 from hashiflex.passes.po2_unroll import Po2UnrollPass
 from hashiflex.tools.registry import make_context
 from po2_testlib import conv_module
@@ -64,7 +61,7 @@ def test_extend_shift_truncate():
     def body(hb, a):
         x = a["x"]
         return {"z": hb.zext(x, 8), "s": hb.sext(x, 8), "l": hb.shl_const(x, 3),
-                "t": hb.extract(x, 1, 2), "r": hb.resize(x, True, 2)}
+                "t": hb.extract(x, 1, 2), "r": hb.resize(x, 2, True)}
 
     m = _tiny([("x", IntegerType(4))],
               [("z", IntegerType(8)), ("s", IntegerType(8)), ("l", IntegerType(7)),
@@ -122,7 +119,7 @@ def test_adder_tree_exact_and_pipelined(levels):
         terms.append(hb.constant(-77))
         total = hb.adder_tree(terms, name="acc")
         body.latency = total.lat
-        return {"y": hb.resize(total.value, total.signed, 16)}
+        return {"y": hb.resize(total.value, 16, total.signed)}
 
     m = _tiny([(f"x{i}", IntegerType(w)) for i, (w, _) in enumerate(specs)],
               [("y", IntegerType(16))], body)
@@ -150,7 +147,7 @@ def test_rescale_matches_semantics(shift, signed):
 
     def body(hb, a):
         y = hb.rescale(Sig(a["x"], signed, lo_x, hi_x), shift, *clamp)
-        return {"y": hb.resize(y.value, y.signed, 12)}
+        return {"y": hb.resize(y.value, 12, y.signed)}
 
     m = _tiny([("x", IntegerType(w))], [("y", IntegerType(12))], body)
     sim = _sim(m, "t")

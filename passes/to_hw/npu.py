@@ -77,14 +77,15 @@ the input register, counters, partial sums (`psum_{i}`), accumulators (`acc_{i}`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-from xdsl.dialects import comb, hw, seq
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerAttr, IntegerType, StringAttr, i32
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects import hw, seq
+from xdsl.ir import SSAValue
 
+from hashiflex.dialects import po2
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
+from hashiflex.passes.to_hw.builder import DONT_CARE, HwBuilder, int_type, width_of
+from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, ModuleShell, act_type
+from hashiflex.passes.to_hw.report import REPORT_ATTR, counted_resources, to_attr
 
 __all__ = [
     "ARGMAX_LEVELS_PER_STAGE",
@@ -93,6 +94,7 @@ __all__ = [
     "NpuPorts",
     "build_npu_module",
     "default_lanes",
+    "lower",
     "lane_organisation",
     "npu_addr_bits",
     "npu_argmax_stages",
@@ -200,240 +202,15 @@ class NpuPorts:
 
 
 # ---------------------------------------------------------------------------------------
-# A small private builder (hw_builders.py may supersede it)
-# ---------------------------------------------------------------------------------------
-
-
-def _i(width: int) -> IntegerType:
-    return IntegerType(width)
-
-
-def _width(v: SSAValue) -> int:
-    t = v.type
-    assert isinstance(t, IntegerType), t
-    return t.width.data
-
-
-class _Builder:
-    """
-    Appends hw/comb/seq ops to a block; caches constants. Ops are made with `Op.create`
-    (the IRDL constructors cost 2-4x more per op); the module is verified by the tests.
-    """
-
-    def __init__(self, block: Block, clk: SSAValue, rst: SSAValue):
-        self.block = block
-        self.clk = clk
-        self.rst = rst
-        self._consts: dict[tuple[int, int], SSAValue] = {}
-        self._attrs: dict[tuple[int, int], IntegerAttr] = {}
-        self._placeholders: dict[int, hw.ConstantOp] = {}
-
-    def _int_attr(self, value: int, width: int) -> IntegerAttr:
-        key = (value, width)
-        if key not in self._attrs:
-            self._attrs[key] = IntegerAttr(value, width)
-        return self._attrs[key]
-
-    def _op(
-        self,
-        cls: type[Operation],
-        operands: Sequence[SSAValue],
-        rtype,
-        props: dict | None = None,
-        hint: str | None = None,
-    ) -> SSAValue:
-        attrs = {"sv.namehint": StringAttr(hint)} if hint is not None else {}
-        op = cls.create(operands=operands, result_types=[rtype], properties=props or {}, attributes=attrs)
-        self.block.add_op(op)
-        return op.results[0]
-
-    def const(self, value: int, width: int) -> SSAValue:
-        value &= (1 << width) - 1
-        key = (value, width)
-        if key not in self._consts:
-            t = _i(width)
-            self._consts[key] = self._op(
-                hw.ConstantOp, [], t, {"value": IntegerAttr(value, t, truncate_bits=True)}
-            )
-        return self._consts[key]
-
-    def is_const(self, v: SSAValue) -> int | None:
-        op = v.owner
-        if isinstance(op, hw.ConstantOp):
-            return op.value.value.data & ((1 << _width(v)) - 1)
-        return None
-
-    def add(self, a: SSAValue, b: SSAValue, hint: str | None = None) -> SSAValue:
-        if self.is_const(a) == 0:
-            return b
-        if self.is_const(b) == 0:
-            return a
-        return self._op(comb.AddOp, [a, b], a.type, hint=hint)
-
-    def sub(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self._op(comb.SubOp, [a, b], a.type)
-
-    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self._op(comb.MulOp, [a, b], a.type)
-
-    def and_(self, *vs: SSAValue, hint: str | None = None) -> SSAValue:
-        vs = tuple(v for v in vs if self.is_const(v) != (1 << _width(v)) - 1)
-        if not vs:
-            return self.const(1, 1)
-        return vs[0] if len(vs) == 1 and hint is None else self._op(comb.AndOp, vs, vs[0].type, hint=hint)
-
-    def or_(self, *vs: SSAValue) -> SSAValue:
-        vs = tuple(v for v in vs if self.is_const(v) != 0)
-        if not vs:
-            return self.const(0, 1)
-        return vs[0] if len(vs) == 1 else self._op(comb.OrOp, vs, vs[0].type)
-
-    def xor(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self._op(comb.XorOp, [a, b], a.type)
-
-    def not_(self, a: SSAValue) -> SSAValue:
-        c = self.is_const(a)
-        if c is not None:
-            return self.const(~c, _width(a))
-        return self.xor(a, self.const(-1, _width(a)))
-
-    _PRED = {"eq": 0, "ne": 1, "slt": 2, "sle": 3, "sgt": 4, "sge": 5, "ult": 6, "ule": 7, "ugt": 8, "uge": 9}
-
-    def icmp(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
-        return self._op(comb.ICmpOp, [a, b], _i(1), {"predicate": self._int_attr(self._PRED[pred], 64)})
-
-    def eq_const(self, a: SSAValue, value: int) -> SSAValue:
-        w = _width(a)
-        if w == 1:
-            return a if value & 1 else self.not_(a)
-        return self.icmp(a, self.const(value, w), "eq")
-
-    def mux(self, cond: SSAValue, t: SSAValue, f: SSAValue, hint: str | None = None) -> SSAValue:
-        if t is f:
-            return t
-        c = self.is_const(cond)
-        if c is not None:
-            return t if c else f
-        return self._op(comb.MuxOp, [cond, t, f], t.type, hint=hint)
-
-    def extract(self, v: SSAValue, low: int, width: int) -> SSAValue:
-        if low == 0 and width == _width(v):
-            return v
-        return self._op(comb.ExtractOp, [v], _i(width), {"lowBit": self._int_attr(low, 32)})
-
-    def concat(self, low_first: Sequence[SSAValue], hint: str | None = None) -> SSAValue:
-        """Concatenation, element 0 in the low bits (comb.concat is MSB first)."""
-        if len(low_first) == 1 and hint is None:
-            return low_first[0]
-        total = sum(_width(v) for v in low_first)
-        return self._op(comb.ConcatOp, list(reversed(low_first)), _i(total), hint=hint)
-
-    def resize(self, v: SSAValue, width: int, signed: bool) -> SSAValue:
-        """Sign/zero extension to, or truncation to, `width` bits."""
-        w = _width(v)
-        if w == width:
-            return v
-        if w > width:
-            return self.extract(v, 0, width)
-        c = self.is_const(v)
-        if c is not None:
-            if signed and c >> (w - 1):
-                c -= 1 << w
-            return self.const(c, width)
-        if signed:
-            msb = self.extract(v, w - 1, 1)
-            ext = self._op(comb.ReplicateOp, [msb], _i(width - w)) if width - w > 1 else msb
-        else:
-            ext = self.const(0, width - w)
-        return self.concat([v, ext])
-
-    _SEGMENTS = {
-        True: DenseArrayBase.from_list(i32, [1, 1, 1, 1, 0]),
-        False: DenseArrayBase.from_list(i32, [1, 1, 0, 0, 0]),
-    }
-
-    def reg(self, width: int, hint: str, reset: int | None = None) -> _Reg:
-        """A register whose next value is connected later with `_Reg.set`."""
-        t = _i(width)
-        if width not in self._placeholders:  # a never-inserted constant; replaced by set()
-            self._placeholders[width] = hw.ConstantOp.create(
-                result_types=[t], properties={"value": IntegerAttr(0, t)}
-            )
-        operands = [self._placeholders[width].result, self.clk]
-        if reset is not None:
-            operands += [self.rst, self.const(reset, width)]
-        op = seq.CompRegOp.create(
-            operands=operands,
-            result_types=[t],
-            attributes={"operandSegmentSizes": self._SEGMENTS[reset is not None], "sv.namehint": StringAttr(hint)},
-        )
-        self.block.add_op(op)
-        return _Reg(op)
-
-    def finish(self) -> None:
-        """Drop the register placeholders (every register must have been connected)."""
-        for ph in self._placeholders.values():
-            assert not ph.result.uses, "a register was never connected"
-            ph.erase()
-
-
-class _Reg:
-    def __init__(self, op: seq.CompRegOp):
-        self.op = op
-        self.q: SSAValue = op.results[0]
-
-    def set(self, next_value: SSAValue) -> None:
-        assert next_value.type == self.q.type, (next_value.type, self.q.type)
-        self.op.operands[0] = next_value
-
-
-_DC = object()  # a don't-care mux-tree leaf (an index that never occurs)
-
-
-def _mux_tree(b: _Builder, leaves: list, sel_bits: Sequence[SSAValue], zero: SSAValue) -> SSAValue:
-    """
-    `leaves[index]` where index = sum(sel_bits[i] << i); `leaves` has 2**len(sel_bits)
-    entries, each an SSA value, None (constant zero) or _DC (never selected).
-    Identical / don't-care halves cost no mux.
-    """
-    level = list(leaves)
-    for bit in sel_bits:
-        nxt = []
-        for lo, hi in zip(level[0::2], level[1::2]):
-            if hi is _DC or hi is lo:
-                nxt.append(lo)
-            elif lo is _DC:
-                nxt.append(hi)
-            else:
-                lo_v = zero if lo is None else lo
-                hi_v = zero if hi is None else hi
-                nxt.append(b.mux(bit, hi_v, lo_v))
-        level = nxt
-    assert len(level) == 1
-    out = level[0]
-    return zero if out is None or out is _DC else out
-
-
-def _bits_of(b: _Builder, v: SSAValue | None, count: int) -> list[SSAValue]:
-    return [b.extract(v, i, 1) for i in range(count)] if v is not None else []
-
-
-def _adder_tree(b: _Builder, terms: list[SSAValue], zero: SSAValue) -> SSAValue:
-    """A balanced tree of binary comb.add (all terms the same width)."""
-    if not terms:
-        return zero
-    level = list(terms)
-    while len(level) > 1:
-        nxt = [b.add(x, y) for x, y in zip(level[0::2], level[1::2])]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
-
-
-# ---------------------------------------------------------------------------------------
 # The module
 # ---------------------------------------------------------------------------------------
+
+
+def _equals(b: HwBuilder, value: SSAValue, constant: int) -> SSAValue:
+    """value == constant; a 1-bit counter is its own comparison (the bit or its inverse)."""
+    if width_of(value) == 1:
+        return value if constant & 1 else b.not_(value)
+    return b.eq_const(value, constant)
 
 
 def build_npu_module(
@@ -485,65 +262,63 @@ def build_npu_module(
 
     in_ports = [
         ("clk", seq.ClockType()),
-        ("rst", _i(1)),
-        ("in_valid", _i(1)),
-        ("in_data", _i(K * IB)),
-        ("we", _i(1)),
-        ("waddr", _i(A)),
-        ("wdata", _i(BB)),
-        ("swap", _i(1)),
-        ("swap_at", _i(COUNT_BITS)),
+        ("rst", int_type(1)),
+        ("in_valid", int_type(1)),
+        ("in_data", int_type(K * IB)),
+        ("we", int_type(1)),
+        ("waddr", int_type(A)),
+        ("wdata", int_type(BB)),
+        ("swap", int_type(1)),
+        ("swap_at", int_type(COUNT_BITS)),
     ]
     out_ports = [
-        ("stall", _i(1)),
-        ("out_valid", _i(1)),
-        ("out_class", _i(CB)),
-        ("out_logits", _i(N * LB)),
+        ("stall", int_type(1)),
+        ("out_valid", int_type(1)),
+        ("out_class", int_type(CB)),
+        ("out_logits", int_type(N * LB)),
     ]
-    ports = [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.INPUT)) for n, t in in_ports]
-    ports += [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.OUTPUT)) for n, t in out_ports]
-    block = Block(arg_types=[t for _, t in in_ports])
-    args = dict(zip((n for n, _ in in_ports), block.args))
-    for (n, _), arg in zip(in_ports, block.args):
-        arg.name_hint = n
-    b = _Builder(block, args["clk"], args["rst"])
+    shell = ModuleShell(name, in_ports, out_ports)
+    args = shell.args
+    for port, arg in args.items():
+        arg.name_hint = port
+    b = HwBuilder(shell.block, args["clk"], args["rst"])
     one = b.const(1, 1)
 
     # ---------------- control state ----------------
-    busy = b.reg(1, "npu_busy", reset=0)
-    c_reg = b.reg(cb, "npu_chunk", reset=0) if cb else None
-    g_reg = b.reg(gb, "npu_group", reset=0) if gb else None
-    count = b.reg(COUNT_BITS, "npu_count", reset=0)
-    pend = b.reg(1, "npu_swap_pending", reset=0)
-    pend_at = b.reg(COUNT_BITS, "npu_swap_at", reset=0)
-    active = b.reg(1, "npu_active_bank", reset=0)
-    cur_bank = b.reg(1, "npu_image_bank", reset=0)
-    xreg = b.reg(K * IB, "npu_x")
+    busy = b.feedback_reg(1, 0, "npu_busy")
+    c_reg = b.feedback_reg(cb, 0, "npu_chunk") if cb else None
+    g_reg = b.feedback_reg(gb, 0, "npu_group") if gb else None
+    count = b.feedback_reg(COUNT_BITS, 0, "npu_count")
+    pend = b.feedback_reg(1, 0, "npu_swap_pending")
+    pend_at = b.feedback_reg(COUNT_BITS, 0, "npu_swap_at")
+    active = b.feedback_reg(1, 0, "npu_active_bank")
+    cur_bank = b.feedback_reg(1, 0, "npu_image_bank")
+    xreg = b.feedback_reg(K * IB, None, "npu_x")
 
-    c_last = b.eq_const(c_reg.q, C - 1) if c_reg else one
-    g_last = b.eq_const(g_reg.q, G - 1) if g_reg else one
-    c_first = b.eq_const(c_reg.q, 0) if c_reg else one
+    c_last = _equals(b, c_reg.q, C - 1) if c_reg else one
+    g_last = _equals(b, g_reg.q, G - 1) if g_reg else one
+    c_first = _equals(b, c_reg.q, 0) if c_reg else one
     t_last = b.and_(c_last, g_last)
     can_accept = b.or_(b.not_(busy.q), t_last)
-    stall = b.and_(args["in_valid"], b.not_(can_accept), hint="npu_stall")
-    accept = b.and_(args["in_valid"], can_accept, hint="npu_accept")
+    stall = b.and_(args["in_valid"], b.not_(can_accept), name="npu_stall")
+    accept = b.and_(args["in_valid"], can_accept, name="npu_accept")
 
     busy.set(b.or_(accept, b.and_(busy.q, b.not_(t_last))))
     if c_reg:
-        c_inc = b.add(c_reg.q, b.const(1, cb))
+        c_inc = b.add_wrap(c_reg.q, b.const(1, cb))
         c_reg.set(b.mux(b.and_(busy.q, b.not_(c_last)), c_inc, b.const(0, cb)))
     if g_reg:
-        g_inc = b.mux(g_last, b.const(0, gb), b.add(g_reg.q, b.const(1, gb)))
+        g_inc = b.mux(g_last, b.const(0, gb), b.add_wrap(g_reg.q, b.const(1, gb)))
         g_reg.set(b.mux(b.and_(busy.q, c_last), g_inc, g_reg.q))
     xreg.set(b.mux(accept, args["in_data"], xreg.q))
-    count.set(b.add(count.q, b.resize(accept, COUNT_BITS, False)))
+    count.set(b.add_wrap(count.q, b.resize(accept, COUNT_BITS, False)))
 
     # swap: an incoming pulse replaces a pending swap and counts in its own cycle
     eff_pend = b.or_(args["swap"], pend.q)
     eff_at = b.mux(args["swap"], args["swap_at"], pend_at.q)
-    diff = b.sub(count.q, eff_at)
+    diff = b.sub_wrap(count.q, eff_at)
     reached = b.not_(b.extract(diff, COUNT_BITS - 1, 1))  # count - swap_at >= 0 (wrapping)
-    flip = b.and_(accept, eff_pend, reached, hint="npu_swap_now")
+    flip = b.and_(accept, eff_pend, reached, name="npu_swap_now")
     new_active = b.xor(active.q, flip)
     active.set(new_active)
     pend.set(b.and_(eff_pend, b.not_(flip)))
@@ -558,21 +333,21 @@ def build_npu_module(
     bregs: list[list[SSAValue]] = [[None] * N for _ in range(2)]  # type: ignore[list-item]
     for k in range(K):
         for n in range(N):
-            hit = b.eq_const(waddr, k * N + n)
+            hit = _equals(b, waddr, k * N + n)
             for bank in range(2):
-                r = b.reg(WB, f"bank{bank}_w_n{n}_k{k}", reset=int(W0[n, k]))
+                r = b.feedback_reg(WB, int(W0[n, k]), f"bank{bank}_w_n{n}_k{k}")
                 r.set(b.mux(b.and_(we_bank[bank], hit), wdata_w, r.q))
                 wregs[bank][n][k] = r.q
     for n in range(N):
-        hit = b.eq_const(waddr, N * K + n)
+        hit = _equals(b, waddr, N * K + n)
         for bank in range(2):
-            r = b.reg(BB, f"bank{bank}_b_n{n}", reset=int(B0[n]))
+            r = b.feedback_reg(BB, int(B0[n]), f"bank{bank}_b_n{n}")
             r.set(b.mux(b.and_(we_bank[bank], hit), wdata, r.q))
             bregs[bank][n] = r.q
 
     # ---------------- stage S0: select, multiply, adder tree ----------------
-    c_bits = _bits_of(b, c_reg.q if c_reg else None, cb)
-    g_bits = _bits_of(b, g_reg.q if g_reg else None, gb)
+    c_bits = [b.extract(c_reg.q, i, 1) for i in range(cb)]
+    g_bits = [b.extract(g_reg.q, i, 1) for i in range(gb)]
     bank_bit = cur_bank.q
     zero_w, zero_x, zero_l = b.const(0, WB), b.const(0, IB), b.const(0, LB)
     xs = [b.extract(xreg.q, k * IB, IB) for k in range(K)]
@@ -583,8 +358,8 @@ def build_npu_module(
         leaves = []
         for c in range(1 << cb):
             k = c * Lk + j
-            leaves.append(_DC if c >= C else (xs[k] if k < K else None))
-        x_lane.append(b.resize(_mux_tree(b, leaves, c_bits, zero_x), PW, bool(in_signed)))
+            leaves.append(DONT_CARE if c >= C else (xs[k] if k < K else None))
+        x_lane.append(b.resize(b.mux_tree(leaves, c_bits, zero_x), PW, bool(in_signed)))
 
     psum_regs = []
     for i in range(Lc):
@@ -597,45 +372,45 @@ def build_npu_module(
                     for c in range(1 << cb):
                         n, k = g * Lc + i, c * Lk + j
                         if g >= G or c >= C:
-                            leaves.append(_DC)
+                            leaves.append(DONT_CARE)
                         elif n >= N or k >= K:
                             leaves.append(None)
                         else:
                             leaves.append(wregs[bank][n][k])
-            if all(leaf is None or leaf is _DC for leaf in leaves):
+            if all(leaf is None or leaf is DONT_CARE for leaf in leaves):
                 continue  # this lane only ever sees padding
-            w = _mux_tree(b, leaves, c_bits + g_bits + [bank_bit], zero_w)
-            prod = b.mul(b.resize(w, PW, True), x_lane[j])
+            w = b.mux_tree(leaves, c_bits + g_bits + [bank_bit], zero_w)
+            prod = b.mul_wrap(b.resize(w, PW, True), x_lane[j])
             terms.append(b.resize(prod, LB, True))
         bleaves = []
         for bank in range(2):
             for g in range(1 << gb):
                 n = g * Lc + i
-                bleaves.append(_DC if g >= G else (bregs[bank][n] if n < N else None))
-        bias = b.resize(_mux_tree(b, bleaves, g_bits + [bank_bit], b.const(0, BB)), LB, True)
+                bleaves.append(DONT_CARE if g >= G else (bregs[bank][n] if n < N else None))
+        bias = b.resize(b.mux_tree(bleaves, g_bits + [bank_bit], b.const(0, BB)), LB, True)
         terms.append(b.mux(c_first, bias, zero_l))
-        psum = b.reg(LB, f"psum_{i}")
-        psum.set(_adder_tree(b, terms, zero_l))
+        psum = b.feedback_reg(LB, None, f"psum_{i}")
+        psum.set(b.sum_wrap(terms, zero_l))
         psum_regs.append(psum)
 
-    v1 = b.reg(1, "s1_valid", reset=0)
+    v1 = b.feedback_reg(1, 0, "s1_valid")
     v1.set(busy.q)
     first1 = last1 = g1 = None
     if C > 1:
-        first1 = b.reg(1, "s1_first")
+        first1 = b.feedback_reg(1, None, "s1_first")
         first1.set(c_first)
-        last1 = b.reg(1, "s1_last")
+        last1 = b.feedback_reg(1, None, "s1_last")
         last1.set(c_last)
     if G > 1:
-        g1 = b.reg(gb, "s1_group")
+        g1 = b.feedback_reg(gb, None, "s1_group")
         g1.set(g_reg.q)
 
     # ---------------- stage S1: accumulate, write back ----------------
     acc_next = []
     for i in range(Lc):
         if C > 1:
-            acc = b.reg(LB, f"acc_{i}")
-            nxt = b.add(b.mux(first1.q, zero_l, acc.q), psum_regs[i].q)
+            acc = b.feedback_reg(LB, None, f"acc_{i}")
+            nxt = b.add_wrap(b.mux(first1.q, zero_l, acc.q), psum_regs[i].q)
             acc.set(nxt)
             acc_next.append(nxt)
         else:
@@ -644,16 +419,16 @@ def build_npu_module(
     logits = []
     for n in range(N):
         g, i = divmod(n, Lc)
-        en = b.and_(wb_base, b.eq_const(g1.q, g)) if g1 else wb_base
-        r = b.reg(LB, f"logit_{n}")
+        en = b.and_(wb_base, _equals(b, g1.q, g)) if g1 else wb_base
+        r = b.feedback_reg(LB, None, f"logit_{n}")
         r.set(b.mux(en, acc_next[i], r.q))
         logits.append(r.q)
-    lv = b.reg(1, "logits_valid", reset=0)
-    lv.set(b.and_(wb_base, b.eq_const(g1.q, G - 1)) if g1 else wb_base)
+    lv = b.feedback_reg(1, 0, "logits_valid")
+    lv.set(b.and_(wb_base, _equals(b, g1.q, G - 1)) if g1 else wb_base)
 
     # ---------------- argmax (lowest index wins ties) ----------------
     nodes: list[tuple[SSAValue, SSAValue]] = [(logits[n], b.const(n, CB)) for n in range(N)]
-    valid, vec = lv.q, b.concat(logits)
+    valid, vec = lv.q, b.concat(logits[::-1])
     pipelined = npu_argmax_stages(N) > 0
     level = 0
     stage = 0
@@ -670,26 +445,67 @@ def build_npu_module(
             stage += 1
             regd = []
             for m, (v, ix) in enumerate(nodes):
-                rv = b.reg(LB, f"argmax{stage}_v{m}")
+                rv = b.feedback_reg(LB, None, f"argmax{stage}_v{m}")
                 rv.set(v)
-                ri = b.reg(CB, f"argmax{stage}_i{m}")
+                ri = b.feedback_reg(CB, None, f"argmax{stage}_i{m}")
                 ri.set(ix)
                 regd.append((rv.q, ri.q))
             nodes = regd
-            rvalid = b.reg(1, f"argmax{stage}_valid", reset=0)
+            rvalid = b.feedback_reg(1, 0, f"argmax{stage}_valid")
             rvalid.set(valid)
-            rvec = b.reg(N * LB, f"argmax{stage}_logits")
+            rvec = b.feedback_reg(N * LB, None, f"argmax{stage}_logits")
             rvec.set(vec)
             valid, vec = rvalid.q, rvec.q
     assert stage == npu_argmax_stages(N)
 
-    out_valid = b.reg(1, "out_valid_r", reset=0)
+    out_valid = b.feedback_reg(1, 0, "out_valid_r")
     out_valid.set(valid)
-    out_class = b.reg(CB, "out_class_r")
+    out_class = b.feedback_reg(CB, None, "out_class_r")
     out_class.set(nodes[0][1])
-    out_logits = b.reg(N * LB, "out_logits_r")
+    out_logits = b.feedback_reg(N * LB, None, "out_logits_r")
     out_logits.set(vec)
 
-    block.add_op(hw.OutputOp([stall, out_valid.q, out_class.q, out_logits.q]))
-    b.finish()
-    return hw.HWModuleOp(StringAttr(name), hw.ModuleType(ArrayAttr(ports)), Region(block))
+    b.check_closed()
+    return shell.finish({"stall": stall, "out_valid": out_valid.q, "out_class": out_class.q,
+                         "out_logits": out_logits.q})
+
+
+def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
+    """
+    The NPU of the network's classifier, with enough lanes to keep up with one image per
+    `frame_pixels` cycles unless `npu_lanes` says otherwise; its output stream is its input's
+    (the top reads the NPU's own latency).
+    """
+    x_t, y_t = act_type(op.input), act_type(op.output)
+    k, n = x_t.dims[0], y_t.dims[0]
+    lanes = options.npu_lanes or default_lanes(k, n, options.frame_pixels)
+    weight_bits, bias_bits = op.weight_bits.value.data, op.bias_bits.value.data
+    module = build_npu_module(
+        name,
+        in_features=k,
+        out_features=n,
+        in_bits=x_t.fmt.bits,
+        in_signed=x_t.fmt.signed,
+        weight_bits=weight_bits,
+        bias_bits=bias_bits,
+        logit_bits=y_t.fmt.bits,
+        lanes=lanes,
+        init_weights=op.weight_matrix(),
+        init_bias=np.asarray(po2._array_prop(op, "bias")),
+    )
+    latency = npu_latency(k, n, lanes)
+    report = {
+        "kind": "npu",
+        "layer": op.layer.data,
+        "input_shape": list(x_t.dims),
+        "output_shape": list(y_t.dims),
+        "lanes": lanes,
+        "weight_bits": weight_bits,
+        # two banks of N*K weights and N biases
+        "weight_memory_bits": 2 * (n * k * weight_bits + n * bias_bits),
+        "cycles_per_image": npu_cycles_per_image(k, n, lanes),
+        "pipeline_stages": latency,
+        **counted_resources(module),
+    }
+    module.attributes[REPORT_ATTR] = to_attr(report)
+    return LayerHw(module, latency, report, options.streams[op.input])

@@ -1,11 +1,14 @@
 """
-Named builders of hw/comb/seq structure, shared by the lowerings to hardware.
+The one builder of hw/comb/seq structure, shared by every lowering to hardware.
 
-Why a library: the lowering of a MobileNetV2 builds hundreds of thousands of comb ops, all
-from a handful of shapes (extend, shift as wiring, registers with enable, an exact adder
-tree, the requantisation). Writing each shape once, in CIRCT's strict style (comb operands
-have equal widths, nothing is extended implicitly, a constant shift is `concat`/`extract`),
-keeps the lowerings short and makes each shape testable on its own.
+Why one library: the lowering of a MobileNetV2 builds hundreds of thousands of comb ops, all
+from a handful of shapes (extend, shift as wiring, registers with enable, feedback registers,
+an exact adder tree, the requantisation, mux trees, a FIFO, a constant multiply). Writing
+each shape once, in CIRCT's strict style (comb operands have equal widths, nothing is
+extended implicitly, a constant shift is `concat`/`extract`), keeps the lowerings short and
+makes each shape testable on its own. Conventions, once: `concat` takes its parts MSB first
+(as `comb.concat`), `resize(value, width, signed)`, predicates by their names in xDSL's
+`comb.ICMP_COMPARISON_OPERATIONS`, `name=` sets CIRCT's `sv.namehint`.
 
 Numbers travel as `Sig`: a signless `iN` SSA value plus what the bits mean (signed or not)
 and the exact interval of values it can hold, so that every adder is exactly as wide as
@@ -16,29 +19,24 @@ last register (the combinational path the clock must cover).
 Arithmetic is modular on purpose: an operand is sign/zero-extended or truncated to the width
 of the result. Truncation is exact because the true result fits the result's width, and
 addition modulo 2^w only needs its operands modulo 2^w.
+
+The bit-level logic folds the trivial cases CIRCT's folders would (an `and` with all ones,
+an `or` with zero, the `not` of a constant, a mux on a constant or between equal values), so
+that generated control logic for degenerate sizes (one group, one chunk) costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-
 from functools import lru_cache
 
 from xdsl.dialects import comb, hw, seq
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, StringAttr, i32, i64
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, i32, i64
 from xdsl.ir import Block, Operation, SSAValue
 
 from hashiflex.golden.semantics import bits_for_range, round_shift, saturate
-
-NAMEHINT = "sv.namehint"
-
-
-def namehint(op: Operation, name: str) -> Operation:
-    """Name the value of `op` in the generated SystemVerilog (CIRCT's `sv.namehint`)."""
-    op.attributes[NAMEHINT] = StringAttr(name)
-    return op
-
+from hashiflex.names import namehint
 
 # Ops are made with `Op.create` and types come from a cache: the IRDL constructors verify
 # and infer far more than a lowering that knows its types needs, and cost ~4x as much.
@@ -71,6 +69,24 @@ def width_of(value: SSAValue) -> int:
     return typ.width.data
 
 
+def csd_digits(value: int) -> list[int]:
+    """Canonical signed digits of value >= 0, least significant first (digits in -1, 0, 1)."""
+    digits = []
+    while value:
+        if value & 1:
+            d = 2 - (value & 3)  # 1 if value % 4 == 1, -1 if value % 4 == 3
+            value -= d
+        else:
+            d = 0
+        digits.append(d)
+        value >>= 1
+    return digits
+
+
+#: A `mux_tree` leaf for an index that never occurs (either neighbour may stand in for it).
+DONT_CARE = object()
+
+
 @dataclass(frozen=True)
 class Sig:
     """An exact integer on wires: `value` read as signed/unsigned holds a number in [lo, hi]."""
@@ -97,6 +113,18 @@ class HwStats:
     max_depth: int = 0
 
 
+class Register:
+    """A `seq.compreg` whose next value is connected later (`set`): counters, FSMs, loops."""
+
+    def __init__(self, op: seq.CompRegOp):
+        self.op = op
+        self.q: SSAValue = op.results[0]
+
+    def set(self, next_value: SSAValue) -> None:
+        assert next_value.type == self.q.type, (next_value.type, self.q.type)
+        self.op.operands[0] = next_value
+
+
 @dataclass
 class HwBuilder:
     """
@@ -113,6 +141,8 @@ class HwBuilder:
     stats: HwStats = field(default_factory=HwStats)
     _consts: dict[tuple[int, int], SSAValue] = field(default_factory=dict)
     _delays: dict[SSAValue, list[SSAValue]] = field(default_factory=dict)
+    # The stand-in next value of feedback registers, one per width, never inserted.
+    _placeholders: dict[int, hw.ConstantOp] = field(default_factory=dict)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -121,6 +151,11 @@ class HwBuilder:
         if name:
             namehint(op, name)
         return op.results[0]
+
+    def _op(self, cls, operands: Sequence[SSAValue], result_type=None,
+            name: str | None = None) -> SSAValue:
+        typ = result_type or operands[-1].type
+        return self.add(cls.create(operands=list(operands), result_types=[typ]), name)
 
     # -- constants and wiring ------------------------------------------------------------
 
@@ -136,6 +171,14 @@ class HwBuilder:
             found = self._consts[key] = self.add(op)
         return found
 
+    @staticmethod
+    def constant_value(value: SSAValue) -> int | None:
+        """The bits of `value` as an unsigned number if it is an hw.constant, else None."""
+        op = value.owner
+        if isinstance(op, hw.ConstantOp):
+            return op.value.value.data & ((1 << width_of(value)) - 1)
+        return None
+
     def extract(self, value: SSAValue, low: int, width: int) -> SSAValue:
         """Bits [low, low + width) of `value` (truncation when low == 0)."""
         if low == 0 and width == width_of(value):
@@ -143,12 +186,12 @@ class HwBuilder:
         return self.add(comb.ExtractOp.create(operands=[value], result_types=[int_type(width)],
                                               properties={"lowBit": _low_bit(low)}))
 
-    def concat(self, parts_msb_first: Sequence[SSAValue]) -> SSAValue:
-        if len(parts_msb_first) == 1:
+    def concat(self, parts_msb_first: Sequence[SSAValue], name: str | None = None) -> SSAValue:
+        """`comb.concat`: the first part lands in the high bits (reverse a vector's elements)."""
+        if len(parts_msb_first) == 1 and name is None:
             return parts_msb_first[0]
         total = sum(width_of(p) for p in parts_msb_first)
-        return self.add(comb.ConcatOp.create(operands=list(parts_msb_first),
-                                             result_types=[int_type(total)]))
+        return self._op(comb.ConcatOp, parts_msb_first, int_type(total), name)
 
     def zext(self, value: SSAValue, width: int) -> SSAValue:
         extra = width - width_of(value)
@@ -166,7 +209,7 @@ class HwBuilder:
             comb.ReplicateOp.create(operands=[sign], result_types=[int_type(extra)]))
         return self.concat([fill, value])
 
-    def resize(self, value: SSAValue, signed: bool, width: int) -> SSAValue:
+    def resize(self, value: SSAValue, width: int, signed: bool) -> SSAValue:
         """Extend (by signedness) or truncate `value` to `width` bits (modular, see module doc)."""
         w = width_of(value)
         if width <= w:
@@ -179,28 +222,70 @@ class HwBuilder:
 
     # -- logic -----------------------------------------------------------------------------
 
-    def _op(self, cls, operands: list[SSAValue], result_type=None) -> SSAValue:
-        typ = result_type or operands[-1].type
-        return self.add(cls.create(operands=operands, result_types=[typ]))
-
-    def and_(self, *values: SSAValue) -> SSAValue:
-        return values[0] if len(values) == 1 else self._op(comb.AndOp, list(values))
+    def and_(self, *values: SSAValue, name: str | None = None) -> SSAValue:
+        ones = [v for v in values if self.constant_value(v) != (1 << width_of(v)) - 1]
+        if not ones:
+            return self.const(1, 1)
+        if len(ones) == 1 and name is None:
+            return ones[0]
+        return self._op(comb.AndOp, ones, ones[0].type, name)
 
     def or_(self, *values: SSAValue) -> SSAValue:
-        return values[0] if len(values) == 1 else self._op(comb.OrOp, list(values))
+        nonzero = [v for v in values if self.constant_value(v) != 0]
+        if not nonzero:
+            return self.const(0, 1)
+        return nonzero[0] if len(nonzero) == 1 else self._op(comb.OrOp, nonzero)
+
+    def xor(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.XorOp, [a, b])
 
     def not_(self, value: SSAValue) -> SSAValue:
-        return self._op(comb.XorOp, [value, self.const(-1, width_of(value))])
+        c = self.constant_value(value)
+        if c is not None:
+            return self.const(~c, width_of(value))
+        return self.xor(value, self.const(-1, width_of(value)))
 
-    def mux(self, cond: SSAValue, if_true: SSAValue, if_false: SSAValue) -> SSAValue:
-        return self._op(comb.MuxOp, [cond, if_true, if_false])
+    def mux(self, cond: SSAValue, if_true: SSAValue, if_false: SSAValue,
+            name: str | None = None) -> SSAValue:
+        if if_true is if_false:
+            return if_true
+        c = self.constant_value(cond)
+        if c is not None:
+            return if_true if c else if_false
+        return self._op(comb.MuxOp, [cond, if_true, if_false], name=name)
+
+    def mux_tree(self, leaves: Sequence, select_bits: Iterable[SSAValue],
+                 zero: SSAValue | None = None) -> SSAValue:
+        """
+        `leaves[index]` with index = sum(bit_i << i) over `select_bits` (least significant
+        first; may be a generator: each bit is made just before its level). A leaf is a
+        value, None (the constant `zero`) or DONT_CARE (never selected; a missing partner at
+        an odd level is one too). Equal or don't-care halves cost no mux.
+        """
+        level = list(leaves)
+        for bit in select_bits:
+            if len(level) % 2:
+                level.append(DONT_CARE)
+            nxt = []
+            for lo, hi in zip(level[0::2], level[1::2]):
+                if hi is DONT_CARE or hi is lo:
+                    nxt.append(lo)
+                elif lo is DONT_CARE:
+                    nxt.append(hi)
+                else:
+                    nxt.append(self.mux(bit, zero if hi is None else hi, zero if lo is None else lo))
+            level = nxt
+        assert len(level) == 1, "a mux tree needs log2(len(leaves)) select bits"
+        out = level[0]
+        return zero if out is None or out is DONT_CARE else out
 
     def icmp(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
+        """comb.icmp by predicate name (eq, ne, slt, sle, sgt, sge, ult, ule, ugt, uge)."""
         return self.add(comb.ICmpOp.create(operands=[a, b], result_types=[int_type(1)],
                                            properties={"predicate": _predicate(pred)}))
 
     def cmp_const(self, value: SSAValue, pred: str, constant: int) -> SSAValue:
-        """comb.icmp `pred` (eq, ne, ult, slt, ...) of `value` against a constant."""
+        """comb.icmp `pred` of `value` against a constant."""
         return self.icmp(value, self.const(constant, width_of(value)), pred)
 
     def eq(self, a: SSAValue, b: SSAValue) -> SSAValue:
@@ -212,6 +297,24 @@ class HwBuilder:
     def add_wrap(self, a: SSAValue, b: SSAValue) -> SSAValue:
         """Plain modular a + b of equal widths (counters; not counted as datapath adders)."""
         return self._op(comb.AddOp, [a, b])
+
+    def sub_wrap(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.SubOp, [a, b])
+
+    def mul_wrap(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self._op(comb.MulOp, [a, b])
+
+    def sum_wrap(self, terms: Sequence[SSAValue], zero: SSAValue) -> SSAValue:
+        """A balanced tree of modular adds of equal-width terms (`zero` if there are none)."""
+        if not terms:
+            return zero
+        level = list(terms)
+        while len(level) > 1:
+            nxt = [self.add_wrap(x, y) for x, y in zip(level[0::2], level[1::2])]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0]
 
     # -- registers -------------------------------------------------------------------------
 
@@ -228,42 +331,40 @@ class HwBuilder:
         reset. Returns the register's output.
         """
         width = width_of(value)
-        reset = None
-        if reset_value is not None:
-            assert self.rst is not None, "a reset register needs the module's rst"
-            reset = (self.rst, self.const(reset_value, width))
-        reg = self._compreg(value, reset)
-        if name:
-            namehint(reg, name)
-        self.stats.register_bits += width
+        reg = self._compreg(value, reset_value, name)
         if enable is not None:
             # The register feeds its own hold mux: build it after the register, then close
             # the loop (hw.module bodies are graph regions).
             reg.operands[0] = self.mux(enable, value, reg.results[0])
         return reg.results[0]
 
-    def feedback_reg(
-        self, width: int, reset_value: int | None = None, name: str | None = None
-    ) -> tuple[SSAValue, seq.CompRegOp]:
-        """A register whose next value is set later with `close_loop` (counters, FSMs)."""
-        placeholder = self.const(0, width)
-        reset = None if reset_value is None else (self.rst, self.const(reset_value, width))
-        reg = self._compreg(placeholder, reset)
-        if name:
-            namehint(reg, name)
+    def feedback_reg(self, width: int, reset_value: int | None = None,
+                     name: str | None = None) -> Register:
+        """A register whose next value is connected later with `Register.set`."""
+        placeholder = self._placeholders.get(width)
+        if placeholder is None:
+            placeholder = self._placeholders[width] = hw.ConstantOp.create(
+                result_types=[int_type(width)], properties={"value": IntegerAttr(0, int_type(width))})
+        return Register(self._compreg(placeholder.result, reset_value, name))
+
+    def check_closed(self) -> None:
+        """Every feedback register has been connected (call when the module is complete)."""
+        for placeholder in self._placeholders.values():
+            assert not placeholder.result.uses, "a feedback register was never connected"
+
+    def _compreg(self, value: SSAValue, reset_value: int | None,
+                 name: str | None) -> seq.CompRegOp:
+        width = width_of(value)
+        operands = [value, self.clk]
+        if reset_value is not None:
+            assert self.rst is not None, "a reset register needs the module's rst"
+            operands += [self.rst, self.const(reset_value, width)]
+        reg = seq.CompRegOp.create(
+            operands=operands, result_types=[value.type],
+            attributes={"operandSegmentSizes": _reg_segments(reset_value is not None)})
+        self.add(reg, name)
         self.stats.register_bits += width
-        return reg.results[0], reg
-
-    def _compreg(self, value: SSAValue, reset: tuple[SSAValue, SSAValue] | None) -> seq.CompRegOp:
-        operands = [value, self.clk, *(reset or ())]
-        reg = seq.CompRegOp.create(operands=operands, result_types=[value.type],
-                                   attributes={"operandSegmentSizes": _reg_segments(bool(reset))})
-        self.block.add_op(reg)
         return reg
-
-    @staticmethod
-    def close_loop(reg: seq.CompRegOp, next_value: SSAValue) -> None:
-        reg.operands[0] = next_value
 
     def delay(self, value: SSAValue, cycles: int, enable: SSAValue | None = None,
               reset_value: int | None = None, name: str | None = None) -> SSAValue:
@@ -278,12 +379,12 @@ class HwBuilder:
     def counter(self, limit: int, step: SSAValue, name: str | None = None) -> SSAValue:
         """Counts 0, 1, ..., limit, 0, ... advancing when `step` is 1 (reset to 0)."""
         width, _ = bits_for_range(0, limit)
-        count, reg = self.feedback_reg(width, 0, name)
-        wrap = self.eq_const(count, limit)
-        inc = self.add_wrap(count, self.const(1, width))
+        count = self.feedback_reg(width, 0, name)
+        wrap = self.eq_const(count.q, limit)
+        inc = self.add_wrap(count.q, self.const(1, width))
         nxt = self.mux(wrap, self.const(0, width), inc)
-        self.close_loop(reg, self.mux(step, nxt, count))
-        return count
+        count.set(self.mux(step, nxt, count.q))
+        return count.q
 
     # -- exact arithmetic on Sig -------------------------------------------------------------
 
@@ -292,7 +393,7 @@ class HwBuilder:
         return Sig(self.const(value, width), signed, value, value, const=True)
 
     def _extend(self, x: Sig, width: int) -> SSAValue:
-        return self.resize(x.value, x.signed, width)
+        return self.resize(x.value, width, x.signed)
 
     def _result(self, lo: int, hi: int, a: Sig, b: Sig | None, op_cls, *operands) -> Sig:
         width, signed = bits_for_range(lo, hi)
@@ -323,6 +424,23 @@ class HwBuilder:
         """`a` narrowed or widened to the minimal type of [lo, hi] (a's values lie inside)."""
         width, signed = bits_for_range(lo, hi)
         return replace(a, value=self._extend(a, width), signed=signed, lo=lo, hi=hi)
+
+    def mul_const(self, x: Sig, multiplier: int, name: str, neg_name: str) -> Sig:
+        """
+        Exact x * multiplier (>= 0) as shift/add over the multiplier's canonical signed
+        digits: a tree of the positive terms (named `name`) minus a tree of the negative
+        ones (`neg_name`), pipelined like every adder tree.
+        """
+        pos, neg = [], []
+        for bit, digit in enumerate(csd_digits(multiplier)):
+            if digit:
+                (pos if digit > 0 else neg).append(self.shl_sig(x, bit))
+        prod = self.adder_tree(pos, name=name)
+        if neg:
+            n = self.adder_tree(neg, name=neg_name)
+            prod, n = self.align([self.make_room(prod, 1), self.make_room(n, 1)])
+            prod = self.settle(self.sub_sig(prod, n))
+        return prod
 
     # -- pipelining ----------------------------------------------------------------------------
 
@@ -434,3 +552,32 @@ class HwBuilder:
         self.stats.max_depth = max(self.stats.max_depth, depth)
         out = Sig(value, y.signed, max(y.lo, lo), min(y.hi, hi), y.lat, depth)
         return self.fit(out, out.lo, out.hi)
+
+
+class Fifo:
+    """
+    A FIFO of `depth` registers: a circular buffer whose head is a mux tree on the read
+    pointer. Built in two steps because the pop condition usually depends on `non_empty`
+    (of this and other FIFOs): `Fifo(...)` makes the occupancy counter, `connect` the rest.
+    `push`/`pop` must include `en`; pop only when non-empty. A push is visible (non_empty,
+    head) one cycle later.
+    """
+
+    def __init__(self, hb: HwBuilder, depth: int, name: str):
+        self.hb, self.depth, self.name = hb, max(depth, 1), name
+        self.cw, _ = bits_for_range(0, self.depth)
+        self._count = hb.feedback_reg(self.cw, 0, f"{name}_count")
+        self.count = self._count.q
+        self.non_empty = hb.cmp_const(self.count, "ne", 0)
+
+    def connect(self, data: SSAValue, push: SSAValue, pop: SSAValue) -> SSAValue:
+        hb, depth, name, cw = self.hb, self.depth, self.name, self.cw
+        wptr = hb.counter(depth - 1, push, f"{name}_wptr")
+        rptr = hb.counter(depth - 1, pop, f"{name}_rptr")
+        entries = [hb.reg(data, hb.and_(push, hb.eq_const(wptr, i)), name=f"{name}_mem{i}")
+                   for i in range(depth)]
+        zero = hb.const(0, cw)
+        inc = hb.mux(push, hb.mux(pop, zero, hb.const(1, cw)), hb.mux(pop, hb.const(-1, cw), zero))
+        self._count.set(hb.add_wrap(self.count, inc))
+        select = (hb.extract(rptr, bit, 1) for bit in range((depth - 1).bit_length()))
+        return hb.mux_tree(entries, select)

@@ -1,0 +1,321 @@
+"""
+The streaming module of one `po2.unrolled_conv2d` (the core of the accelerator).
+
+Tap j of a per-channel tap chain holds the pixel accepted j pixels before the newest; the
+chain is as long as the deepest tap the datapath reads ((KH-1)*W + KW taps at most).
+Output (oy, ox) is computed when the newest accepted pixel sits at raster position
+V(oy, ox) = by*W + bx with by = oy*sh - top + KH - 1, bx = ox*sw - left + KW - 1 (V may pass
+H*W - 1 with bottom/right padding: those positions are reached by the next image's pixels,
+which the masks treat as padding). Window element (kh, kw) is tap (KH-1-kh)*W + (KW-1-kw),
+zero unless its input row by-(KH-1-kh) and column bx-(KW-1-kw) lie in the image. Positions
+are tracked by counters, never divisions: the position `n` of the next pixel (wrapping at
+Q_end = max(V_last, H*W-1) to Q_end + 1 - H*W, into the next image's frame), the next
+trigger `next_V` (+sw per column, +sh*W per row from the row's start, back to V(0,0) after
+the last output) and (by, bx). An accepted pixel at n == next_V fires; since V is strictly
+increasing within a frame and the next frame's first trigger lies beyond the wrapped
+position (left+right < KW, top+bottom < KH, checked), no false match can occur and no extra
+guard flag is needed. The fire bit and the row/column validity bits are registered with the
+pixel, so one cycle later the taps, the masks and the fire bit are consistent; the datapath
+(the region's shift/add graph, lowered op by op by `lower_scalar_region`) is pipelined every
+`levels_per_stage` adder levels and all output channels are equalised.
+
+Latency (reported as `pipeline_stages`): 1 (the fire/tap register) + the datapath's
+registers, from the input handshake of the pixel that completes an output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.ir import Block, BlockArgument, SSAValue
+
+from hashiflex.dialects import po2
+from hashiflex.golden.semantics import bits_for_range
+from hashiflex.passes.to_hw.builder import HwBuilder, Sig
+from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
+                                          finish_outputs, stream_module)
+
+
+@dataclass
+class ConvGeometry:
+    """The trigger positions and masks of a streaming conv (see the module docstring)."""
+
+    C: int
+    H: int
+    W: int
+    KH: int
+    KW: int
+    sh: int
+    sw: int
+    top: int
+    left: int
+    bottom: int
+    right: int
+    OH: int
+    OW: int
+
+    @classmethod
+    def of(cls, op: po2.UnrolledConv2dOp) -> ConvGeometry:
+        c, h, w = act_type(op.input).dims
+        _, oh, ow = act_type(op.output).dims
+        (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel_hw, op.stride_hw, op.pads
+        geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow)
+        layer = op.layer.data
+        if left + right >= kw or top + bottom >= kh:
+            raise LoweringError(
+                f"layer '{layer}': padding (top {top}, left {left}, bottom {bottom}, right "
+                f"{right}) must satisfy left+right < KW={kw} and top+bottom < KH={kh} for the "
+                f"streaming window (output triggers must increase along the raster)"
+            )
+        return geo
+
+    @property
+    def by0(self) -> int:
+        return self.KH - 1 - self.top
+
+    @property
+    def bx0(self) -> int:
+        return self.KW - 1 - self.left
+
+    @property
+    def by_last(self) -> int:
+        return (self.OH - 1) * self.sh + self.by0
+
+    @property
+    def bx_last(self) -> int:
+        return (self.OW - 1) * self.sw + self.bx0
+
+    def trigger(self, oy: int, ox: int) -> int:
+        return (oy * self.sh + self.by0) * self.W + ox * self.sw + self.bx0
+
+    @property
+    def q_end(self) -> int:
+        return max(self.trigger(self.OH - 1, self.OW - 1), self.H * self.W - 1)
+
+    def tap(self, kh: int, kw: int) -> int:
+        return (self.KH - 1 - kh) * self.W + (self.KW - 1 - kw)
+
+    def row_checks(self, kh: int) -> tuple[bool, bool]:
+        """(can the row be above the image, can it be below) for kernel row kh."""
+        d = self.KH - 1 - kh
+        return self.by0 - d < 0, self.by_last - d >= self.H
+
+    def col_checks(self, kw: int) -> tuple[bool, bool]:
+        d = self.KW - 1 - kw
+        return self.bx0 - d < 0, self.bx_last - d >= self.W
+
+    @property
+    def pointwise(self) -> bool:
+        """1x1, stride 1, no padding: every pixel is an output, no counters or masks."""
+        return (self.KH, self.KW, self.sh, self.sw) == (1, 1, 1, 1) and \
+            (self.top, self.left, self.bottom, self.right) == (0, 0, 0, 0)
+
+    def triggers(self) -> np.ndarray:
+        oy, ox = np.meshgrid(np.arange(self.OH), np.arange(self.OW), indexing="ij")
+        return ((oy * self.sh + self.by0) * self.W + ox * self.sw + self.bx0).reshape(-1)
+
+
+class ConvLowering:
+    """Builds the streaming module of one `po2.unrolled_conv2d`."""
+
+    def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
+        self.op, self.name = op, name
+        self.geo = ConvGeometry.of(op)
+        self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
+        self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options)
+        self.line_buffer_bits = 0
+
+    def build(self) -> LayerHw:
+        hb, geo, a = self.hb, self.geo, self.shell.args
+        accept = hb.and_(a["en"], a["in_valid"], name=f"{self.name}_accept")
+        if geo.pointwise:
+            fire = accept
+            row_ok, col_ok = {}, {}
+        else:
+            fire, row_ok, col_ok = self.position_logic(accept)
+        fire_r = hb.reg(fire, a["en"], reset_value=0, name=f"{self.name}_fire")
+        window = self.window(accept, row_ok, col_ok)
+        outs = self.datapath(window)
+        valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name)
+        latency = 1 + lat
+        report = {
+            "kind": "conv",
+            "layer": self.op.layer.data,
+            "input_shape": list(act_type(self.op.input).dims),
+            "output_shape": list(act_type(self.op.output).dims),
+            "kernel": [geo.KH, geo.KW],
+            "stride": [geo.sh, geo.sw],
+            "padding": [geo.top, geo.left, geo.bottom, geo.right],
+            "groups": self.op.num_groups,
+            "nonzero_weights": self.nonzero_weights(),
+            "adders": hb.stats.adders,
+            "register_bits": hb.stats.register_bits,
+            "line_buffer_bits": self.line_buffer_bits,
+            "pipeline_stages": latency,
+            "comb_adder_levels": hb.stats.max_depth,
+        }
+        module = self.shell.finish({"out_valid": valid, "out_data": data}, report)
+        return LayerHw(module, latency, report, timing=None)
+
+    def position_logic(self, accept: SSAValue):
+        """Counters n, next_V, row start, (by, bx); the fire bit and registered masks."""
+        hb, geo, nm = self.hb, self.geo, self.name
+        hw_pixels = geo.H * geo.W
+        q_end = geo.q_end
+        pw, _ = bits_for_range(0, q_end)
+        v0 = geo.trigger(0, 0)
+        n_reg = hb.feedback_reg(pw, 0, f"{nm}_pos")
+        v_reg = hb.feedback_reg(pw, v0, f"{nm}_next_v")
+        row_reg = hb.feedback_reg(pw, v0, f"{nm}_row_v")
+        n, next_v, row_v = n_reg.q, v_reg.q, row_reg.q
+        byw, _ = bits_for_range(0, geo.by_last)
+        bxw, _ = bits_for_range(0, geo.bx_last)
+        by_reg = hb.feedback_reg(byw, geo.by0, f"{nm}_by")
+        bx_reg = hb.feedback_reg(bxw, geo.bx0, f"{nm}_bx")
+        by, bx = by_reg.q, bx_reg.q
+
+        # n: +1 per accepted pixel, at Q_end into the next image's frame.
+        wrap = hb.eq_const(n, q_end)
+        n_next = hb.mux(wrap, hb.const(q_end + 1 - hw_pixels, pw), hb.add_wrap(n, hb.const(1, pw)))
+        n_reg.set(hb.mux(accept, n_next, n))
+
+        fire = hb.and_(accept, hb.eq(n, next_v), name=f"{nm}_fire_now")
+        last_col = hb.eq_const(bx, geo.bx_last)
+        last_row = hb.eq_const(by, geo.by_last)
+        last_out = hb.and_(last_col, last_row)
+        row_step = hb.add_wrap(row_v, hb.const(geo.sh * geo.W, pw))
+        v_after = hb.mux(last_col, row_step, hb.add_wrap(next_v, hb.const(geo.sw, pw)))
+        v_reg.set(hb.mux(fire, hb.mux(last_out, hb.const(v0, pw), v_after), next_v))
+        row_after = hb.mux(last_row, hb.const(v0, pw), row_step)
+        row_done = hb.and_(fire, last_col)
+        row_reg.set(hb.mux(row_done, row_after, row_v))
+        by_after = hb.mux(last_row, hb.const(geo.by0, byw),
+                          hb.add_wrap(by, hb.const(geo.sh, byw)))
+        by_reg.set(hb.mux(row_done, by_after, by))
+        bx_after = hb.mux(last_col, hb.const(geo.bx0, bxw), hb.add_wrap(bx, hb.const(geo.sw, bxw)))
+        bx_reg.set(hb.mux(fire, bx_after, bx))
+
+        # Validity of the window's rows and columns for the output being fired, registered
+        # with the pixel (loaded on accept, like the taps).
+        row_ok = self._tap_masks(hb, by, geo.KH, geo.H, geo.row_checks, accept, f"{nm}_row_ok")
+        col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
+        return fire, row_ok, col_ok
+
+    @staticmethod
+    def _tap_masks(hb: HwBuilder, corner: SSAValue, taps: int, size: int, checks,
+                   accept: SSAValue, name: str) -> dict[int, SSAValue]:
+        """
+        For each kernel row (or column) k that can hang over the padding, a registered bit:
+        its input coordinate `corner - (taps - 1 - k)` lies in [0, size). `checks(k)` says
+        which of the two bounds can fail for this layer (the others need no logic).
+        """
+        masks: dict[int, SSAValue] = {}
+        for k in range(taps):
+            low_edge, high_edge = checks(k)
+            d = taps - 1 - k
+            conds = []
+            if low_edge:
+                conds.append(hb.cmp_const(corner, "uge", d))
+            if high_edge:
+                conds.append(hb.cmp_const(corner, "ult", size + d))
+            if conds:
+                masks[k] = hb.reg(hb.and_(*conds), accept, name=f"{name}{k}")
+        return masks
+
+    def window(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> dict[int, Sig]:
+        """Sigs of the used window arguments: per-channel tap chains plus padding masks."""
+        hb, geo, fmt = self.hb, self.geo, self.in_fmt
+        args = self.op.body.block.args
+        kk = geo.KH * geo.KW
+        used = [i for i, arg in enumerate(args) if arg.uses]
+        depth_of: dict[int, int] = {}
+        for i in used:
+            c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
+            depth_of[c] = max(depth_of.get(c, -1), geo.tap(kh, kw))
+        data = self.shell.args["in_data"]
+        chains: dict[int, list[SSAValue]] = {}
+        for c, deepest in sorted(depth_of.items()):
+            prev = hb.extract(data, c * fmt.bits, fmt.bits)
+            chain = []
+            for j in range(deepest + 1):
+                prev = hb.reg(prev, accept, name=f"{self.name}_line_buf_c{c}_t{j}")
+                chain.append(prev)
+            chains[c] = chain
+            self.line_buffer_bits += (deepest + 1) * fmt.bits
+        masks: dict[tuple[int, int], SSAValue] = {}
+        window: dict[int, Sig] = {}
+        for i in used:
+            c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
+            value = chains[c][geo.tap(kh, kw)]
+            conds = [m for m in (row_ok.get(kh), col_ok.get(kw)) if m is not None]
+            if conds:
+                if (kh, kw) not in masks:
+                    masks[(kh, kw)] = hb.and_(*conds)
+                value = hb.mux(masks[(kh, kw)], value, hb.const(0, fmt.bits))
+            window[i] = Sig(value, fmt.signed, min(fmt.lo, 0), max(fmt.hi, 0))
+        return window
+
+    def datapath(self, window: dict[int, Sig]) -> list[Sig]:
+        """Lower the region's scalar ops to comb, pipelined (see builder.py)."""
+        return lower_scalar_region(self.hb, self.op.body.block, window, self.name)
+
+    def nonzero_weights(self) -> int:
+        count = 0
+        for op in self.op.body.block.ops:
+            if isinstance(op, (po2.SumOp, po2.AddOp, po2.SubOp, po2.NegOp, po2.RescaleOp)):
+                for v in op.operands:
+                    if isinstance(v, BlockArgument) or isinstance(v.owner, po2.ShlOp):
+                        count += 1
+        return count
+
+
+def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], name: str) -> list[Sig]:
+    """
+    The comb datapath of an unrolled region. Every value is a `Sig` carrying its latency
+    and combinational depth; operands are aligned to the latest one, a register is placed
+    when `levels_per_stage` adder levels have been reached, `po2.sum` becomes a balanced
+    pipelined adder tree. Returns the yielded values (not yet registered).
+    """
+    env: dict[SSAValue, Sig] = {block.args[i]: s for i, s in inputs.items()}
+    for op in block.ops:
+        if isinstance(op, po2.ConstOp):
+            env[op.result] = hb.constant(op.value.value.data)
+        elif isinstance(op, po2.ShlOp):
+            env[op.result] = hb.shl_sig(env[op.input], op.amount.value.data)
+        elif isinstance(op, (po2.AddOp, po2.SubOp)):
+            a, b = hb.align([env[op.lhs], env[op.rhs]])
+            a, b = hb.make_room(a, 1), hb.make_room(b, 1)
+            a, b = hb.align([a, b])
+            res = hb.add_sig(a, b) if isinstance(op, po2.AddOp) else hb.sub_sig(a, b)
+            env[op.result] = hb.settle(res)
+        elif isinstance(op, po2.NegOp):
+            x = hb.make_room(env[op.input], 1)
+            env[op.result] = hb.settle(hb.neg_sig(x))
+        elif isinstance(op, po2.SumOp):
+            res = hb.adder_tree([env[v] for v in op.inputs], name=f"{name}_acc")
+            env[op.result] = hb.settle(res)
+        elif isinstance(op, po2.RescaleOp):
+            x = hb.make_room(env[op.input], 2)
+            res = hb.rescale(x, op.shift.value.data, op.lo.value.data, op.hi.value.data)
+            env[op.result] = hb.settle(res)
+        elif isinstance(op, po2.YieldOp):
+            return [env[v] for v in op.values]
+        else:
+            raise LoweringError(f"layer '{name}': cannot lower '{op.name}' inside a datapath")
+    raise LoweringError(f"layer '{name}': the datapath has no po2.yield")
+
+
+
+
+def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw:
+    """The conv's module; its output items exist from their trigger pixel on."""
+    layer = ConvLowering(op, name, options).build()
+    src = options.streams[op.input]
+    layer.timing = src.after(layer.latency, src.needed(ConvGeometry.of(op).triggers()))
+    return layer
+
+
+def reject_layer_level(op: po2.Conv2dOp, name: str, options: LayerOptions) -> LayerHw:
+    raise LoweringError(f"layer '{op.layer.data}': po2.conv2d must be unrolled first "
+                        f"(run po2-unroll before po2-to-hw)")

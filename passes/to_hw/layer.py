@@ -1,0 +1,163 @@
+"""
+What every layer lowering shares: the module shell, the stream ports, `LayerHw` (what a
+lowered layer hands to the network loop and the top) and the output stage.
+
+Streams. A stream carries one pixel (all channels, channel 0 in the low bits) per `valid`
+cycle in raster order, image after image. Every register of a layer is enabled by `en` (the
+global stall), a layer's stream position advances on `en && in_valid`, and a layer's output
+is registered: `out_valid` is high for exactly one enabled cycle per output pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from xdsl.dialects import hw, seq
+from xdsl.dialects.builtin import ArrayAttr, IntegerType, StringAttr, i1
+from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.utils.exceptions import DiagnosticException
+
+from hashiflex.dialects import po2
+from hashiflex.golden.semantics import Format
+from hashiflex.names import legal_chars, namehint
+from hashiflex.passes.to_hw.builder import HwBuilder, Sig
+from hashiflex.passes.to_hw.report import REPORT_ATTR, to_attr
+from hashiflex.passes.to_hw.timing import StreamTiming
+
+
+class LoweringError(DiagnosticException):
+    """The network cannot be lowered; the message names the layer and the rule broken."""
+
+
+def sv_name(name: str) -> str:
+    """A SystemVerilog identifier from a layer name (`features.0.conv` -> `features_0_conv`)."""
+    ident = legal_chars(name).strip("_") or "layer"
+    return ident if not ident[0].isdigit() else f"l_{ident}"
+
+
+@dataclass
+class ModuleShell:
+    """An `hw.module` under construction: its body block, named input args, output ports."""
+
+    name: str
+    inputs: list[tuple[str, Attribute]]
+    outputs: list[tuple[str, Attribute]]
+    block: Block = field(init=False)
+    args: dict[str, SSAValue] = field(init=False)
+
+    def __post_init__(self):
+        self.block = Block(arg_types=[t for _, t in self.inputs])
+        self.args = {n: a for (n, _), a in zip(self.inputs, self.block.args)}
+
+    def finish(self, values: dict[str, SSAValue], report: dict | None = None) -> hw.HWModuleOp:
+        self.block.add_op(hw.OutputOp([values[n] for n, _ in self.outputs]))
+        ports = [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.INPUT))
+                 for n, t in self.inputs]
+        ports += [hw.ModulePort(StringAttr(n), t, hw.DirectionAttr(hw.Direction.OUTPUT))
+                  for n, t in self.outputs]
+        module = hw.HWModuleOp(StringAttr(self.name), hw.ModuleType(ArrayAttr(ports)),
+                               Region(self.block))
+        if report is not None:
+            module.attributes[REPORT_ATTR] = to_attr(report)
+        return module
+
+
+def stream_module(name: str, in_type: po2.ActType, out_type: po2.ActType, options: LayerOptions,
+                  b_type: po2.ActType | None = None) -> tuple[ModuleShell, HwBuilder]:
+    """
+    The shell of a streaming layer module (`layer_ports`; two input streams a, b when
+    `b_type` is given) and the builder of its body, with the module's clk, rst and en.
+    """
+    ins, outs = layer_ports(stream_bits(in_type), out_type.dims[0] * out_type.fmt.bits,
+                            two_inputs=b_type is not None)
+    if b_type is not None:  # the two operands may have different formats
+        ins[6] = ("b_data", IntegerType(stream_bits(b_type)))
+    shell = ModuleShell(name, ins, outs)
+    a = shell.args
+    return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"], options.levels_per_stage)
+
+
+def layer_ports(data_in: int, data_out: int, two_inputs: bool = False) -> tuple[list, list]:
+    ins: list[tuple[str, Attribute]] = [("clk", seq.ClockType()), ("rst", i1), ("en", i1)]
+    if two_inputs:
+        ins += [("a_valid", i1), ("a_data", IntegerType(data_in)),
+                ("b_valid", i1), ("b_data", IntegerType(data_in))]
+    else:
+        ins += [("in_valid", i1), ("in_data", IntegerType(data_in))]
+    return ins, [("out_valid", i1), ("out_data", IntegerType(data_out))]
+
+
+def act_type(value: SSAValue) -> po2.ActType:
+    typ = value.type
+    assert isinstance(typ, po2.ActType)
+    return typ
+
+
+def stream_bits(typ: po2.ActType) -> int:
+    """Width of one stream item: all channels of a pixel (a vector: all its elements)."""
+    return typ.dims[0] * typ.fmt.bits
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """
+    What a layer lowering reads besides its op: the pass options and the timing of every
+    stream lowered so far (keyed by the layer-level func's values).
+    """
+
+    levels_per_stage: int = 2
+    npu_lanes: int = 0  # 0: enough lanes to keep up with the pipeline
+    frame_pixels: int = 1  # input pixels per image
+    streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
+
+
+@dataclass
+class LayerHw:
+    """
+    A lowered layer: its module (None for pure wiring, `po2.flatten`), the latency the top
+    and the timing analysis need, its report, and the timing of its output stream. The top
+    reads only `symbol`, `module_type` and `latency` (see `top.TopLayer`).
+    """
+
+    module: hw.HWModuleOp | None
+    latency: int  # cycles from the completing input handshake to out_valid
+    report: dict | None
+    timing: StreamTiming
+
+
+def finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSAValue,
+                   name: str) -> tuple[SSAValue, SSAValue, int]:
+    """Register, equalise and concatenate output channels; delay the valid to match."""
+    outs = [hb.stage(o) if o.depth > 0 else o for o in outs]
+    outs = hb.align(outs)
+    latency = max((o.lat for o in outs if not o.const), default=0)
+    channels = [hb.resize(o.value, fmt.bits, o.signed) for o in outs]
+    data = hb.concat(channels[::-1])
+    if len(channels) > 1:
+        namehint(data.owner, f"{name}_out")
+    valid = hb.delay(start_valid, latency, hb.en, reset_value=0, name=f"{name}_valid")
+    return valid, data, latency
+
+
+def input_sig(hb: HwBuilder, data: SSAValue, fmt: Format, channel: int) -> Sig:
+    value = hb.extract(data, channel * fmt.bits, fmt.bits)
+    return Sig(value, fmt.signed, fmt.lo, fmt.hi)
+
+
+def layer_report(kind: str, op: po2.LayerOp, hb: HwBuilder, latency: int, **extra) -> dict:
+    """The report of a layer without weights (requant, residual add, pooling)."""
+    report = {
+        "kind": kind,
+        "layer": op.layer.data,
+        "input_shape": list(act_type(op.operands[0]).dims),
+        "output_shape": list(act_type(op.results[0]).dims),
+        "nonzero_weights": 0,
+        "adders": hb.stats.adders,
+        "register_bits": hb.stats.register_bits,
+        "line_buffer_bits": 0,
+        "pipeline_stages": latency,
+        "comb_adder_levels": hb.stats.max_depth,
+    }
+    report.update(extra)
+    return report
