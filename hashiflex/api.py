@@ -485,6 +485,7 @@ def compile(
 ) -> Design:
     """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
     from hashiflex.flow import lower_and_emit
+    from hashiflex.estimate import estimated_section
     from hashiflex.golden.model import find_network, input_type
 
     if clock_mhz <= 0:
@@ -517,6 +518,8 @@ def compile(
         top = hw_report["top"]["module"]
         sv_files = flow.sv_files
         report = build_report(hw_report, clock_mhz)
+        # Area and fmax estimated by the calibrated cell model; `hashiflex synth` measures them.
+        report["synth"] = estimated_section(tmp, report, [f.stem for f in sv_files])
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         ports = flow.top_ports
         manifest = {
