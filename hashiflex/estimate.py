@@ -29,9 +29,13 @@ def estimate_module(module: str, features: dict | None, report: dict) -> dict:
         register_bits = (layer or {}).get("register_bits", 0)
     adder_bits = features.get("adder_bits", 0)
     width = features.get("max_adder_width", 0)
-    # The NPU and the top have no adder levels in the report: one level of their widest adder
-    # (the accumulator, the image counter) per stage.
-    levels = (layer or {}).get("comb_adder_levels") or (1 if width else 0)
+    if (layer or {}).get("kind") == "npu":
+        # Unpipelined multiply-accumulate: the multiplier's partial-product tree, then the
+        # accumulator, at the accumulator's width.
+        levels = cell_model.multiplier_levels(report.get("npu_weight_bits", 8)) + 1
+    else:
+        # The top has no adder levels in the report: one level of its widest adder.
+        levels = (layer or {}).get("comb_adder_levels") or (1 if width else 0)
     path_ns = cell_model.register_to_register_ns(levels, width)
     flip_flops = round(register_bits * cell_model.REGISTER_RETENTION)
     return {

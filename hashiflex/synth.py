@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -131,11 +132,13 @@ def synthesise_module(
         script = yosys_script(module, f"{module}.sv", [f"bb_{n}.sv" for n in blackbox_svs],
                               target_ps)
         (work / "run.ys").write_text(script)
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             proc = subprocess.run([*yosys_command, "run.ys"], cwd=work, capture_output=True,
                                   text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"Yosys timed out after {timeout_s:.0f} s") from None
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         log = proc.stdout + proc.stderr
         stat_file = work / "stat.json"
         if proc.returncode != 0 or not stat_file.is_file():
@@ -159,6 +162,9 @@ def synthesise_module(
         "cells_by_type": by_type,
         # No combinational logic (e.g. only wiring) -> ABC was not run: 0 ps.
         "abc_delay_ps": max((float(d) for _, d in delays), default=0.0),
+        # CPU time of Yosys and ABC (the wall time depends on the machine's load).
+        "cpu_seconds": round(cpu_after.ru_utime + cpu_after.ru_stime
+                             - cpu_before.ru_utime - cpu_before.ru_stime, 2),
     }
 
 
@@ -308,6 +314,8 @@ def synth(
             res = outcome.results[module]
             row = measured_row(res.value, library)
             row["seconds"] = round(res.seconds, 2)
+            if "cpu_seconds" in res.value:
+                row["cpu_seconds"] = res.value["cpu_seconds"]
             row["cached"] = res.cached
         elif module in previous and not previous[module].get("estimated", True):
             row = previous[module]
