@@ -192,31 +192,36 @@ def _read_design(design: Path) -> tuple[dict, dict, dict[str, Path]]:
     return manifest, report, files
 
 
+_FEATURE = re.compile(
+    r"hw\.module @([\w$]+)"  # a module starts
+    r"|= comb\.(?:add|sub) [^\n]*: i(\d+)$"  # an adder / subtractor and its width
+    r"|= seq\.compreg [^\n]*: i(\d+)$",  # a register and its width
+    re.MULTILINE,
+)
+
+
 def module_features(design: Path) -> dict[str, dict]:
     """Per hw.module of the design's hw IR: the sum and maximum of adder widths (comb.add/sub)
-    and the register bits (seq.compreg): the inputs of the estimate model."""
+    and the register bits (seq.compreg): the inputs of the estimate model. One regular-
+    expression scan (the hw IR of a large network is hundreds of MB)."""
     hw = design / "model.hw.mlir"
     if not hw.is_file():
         return {}
     out: dict[str, dict] = {}
     current = None
-    add = re.compile(r"= comb\.(?:add|sub) .*: i(\d+)\s*$")
-    reg = re.compile(r"= seq\.compreg .*: i(\d+)\s*$")
-    for line in hw.read_text().splitlines():
-        m = re.match(r"\s*hw\.module @([\w$]+)", line)
-        if m:
+    for m in _FEATURE.finditer(hw.read_text()):
+        if m.group(1) is not None:
             current = out.setdefault(m.group(1), {"adder_bits": 0, "max_adder_width": 0,
                                                   "adders": 0, "register_bits": 0})
+        elif current is None:
             continue
-        if current is None:
-            continue
-        if (m := add.search(line)) is not None:
-            w = int(m.group(1))
+        elif m.group(2) is not None:
+            w = int(m.group(2))
             current["adders"] += 1
             current["adder_bits"] += w
             current["max_adder_width"] = max(current["max_adder_width"], w)
-        elif (m := reg.search(line)) is not None:
-            current["register_bits"] += int(m.group(1))
+        else:
+            current["register_bits"] += int(m.group(3))
     return out
 
 
@@ -295,8 +300,12 @@ def synth(
     target_ps = max(1.0, 1e6 / clock_mhz - 1000.0 * overhead_ns)
     cache_dir = cache_dir or design / "synth" / "cache"
     start = time.perf_counter()
+    # Keys of every module (cheap: hashing), so that a measured row kept from an earlier run
+    # is reused only while its module is unchanged.
+    all_jobs = synth_jobs(design, files, top, list(files), liberty, target_ps, yosys, timeout_s)
+    keys = {job.name: job.cache_key[:16] for job in all_jobs}
     outcome = run_jobs(
-        synth_jobs(design, files, top, wanted, liberty, target_ps, yosys, timeout_s),
+        [job for job in all_jobs if job.name in wanted],
         workers=jobs, cache_dir=cache_dir, label="synth", progress=progress,
     )
     if outcome.failures:
@@ -306,19 +315,21 @@ def synth(
 
     from hashiflex.estimate import estimate_module  # noqa: PLC0415 (keeps import light)
 
-    features = module_features(design)
+    features = module_features(design) if len(outcome.results) < len(files) else {}
     previous = {r["module"]: r for r in report.get("synth", {}).get("modules", [])}
     rows = []
     for module in files:
         if module in outcome.results:
             res = outcome.results[module]
             row = measured_row(res.value, library)
+            row["key"] = keys[module]
             row["seconds"] = round(res.seconds, 2)
             if "cpu_seconds" in res.value:
                 row["cpu_seconds"] = res.value["cpu_seconds"]
             row["cached"] = res.cached
-        elif module in previous and not previous[module].get("estimated", True):
-            row = previous[module]
+        elif (module in previous and not previous[module].get("estimated", True)
+              and previous[module].get("key") == keys[module]):
+            row = dict(previous[module], cached=True)
         else:
             row = estimate_module(module, features.get(module), report)
         rows.append(row)
