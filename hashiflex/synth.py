@@ -381,7 +381,7 @@ def plot_modules(rows: list[dict], path: Path, title: str) -> None:
     area = [r["area_um2"] for r in rows]
     ff = [r.get("ff_area_um2") or 0 for r in rows]
     hatch = ["//" if r["estimated"] else "" for r in rows]
-    ax.bar(x, area, color="#9ecae1", label="area (um^2)", hatch=None)
+    ax.bar(x, area, color="#9ecae1", label="area (um^2)")
     ax.bar(x, ff, color="#3182bd", label="flip-flop area")
     for i, h in enumerate(hatch):
         if h:
@@ -393,7 +393,9 @@ def plot_modules(rows: list[dict], path: Path, title: str) -> None:
     ax2.plot(list(x), [r["fmax_mhz"] for r in rows], "o", color="#d62728", label="fmax (MHz)")
     ax2.set_ylabel("fmax (MHz)")
     ax2.set_ylim(bottom=0)
-    ax.set_title(title + " (hatched: estimated)")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize="small")
+    ax.set_title(title + (" (hatched: estimated)" if any(hatch) else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
