@@ -28,6 +28,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return Po2InferWidthsPass
 
+    def po2_cse():
+        from hashiflex.passes.po2_cse import Po2CsePass
+
+        return Po2CsePass
+
     def to_hw():
         from hashiflex.passes.po2_to_hw import Po2ToHwPass
 
@@ -49,6 +54,7 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "po2-canonicalize": canonicalize,
         "po2-unroll": unroll,
         "po2-infer-widths": infer_widths,
+        "po2-cse": po2_cse,
         "po2-to-hw": to_hw,
         "cse": cse,
         "dce": dce,

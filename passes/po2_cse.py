@@ -1,0 +1,477 @@
+"""
+`po2-cse`: share shift/add subexpressions across the output channels of every unrolled
+layer (the constant matrix-vector multiplication problem, CMVM).
+
+Why: after `po2-unroll` every nonzero weight costs one adder. A layer computes y = M x for a
+constant matrix M whose entries are signed powers of two, and many output channels contain
+the same two-term pattern up to a shift and a sign: `x3 + 2*x7` in one channel,
+`-(4*x3 + 8*x7)` in another. Computing `t = x3 + (x7 << 1)` once and using `t` and
+`-(t << 2)` saves one adder per reuse. Repeated on the new terms (t pairs with x9 or with
+another shared term), a layer needs far fewer adders: about half on dense layers.
+
+The algorithm (`share_terms`) works on the layer's terms as flat numpy arrays (row = output
+channel, column = window value or shared term, shift, sign), in rounds:
+
+1. every pair of terms within a row, limited to a window of neighbours in column order
+   when a layer has too many pairs for the memory budget, gets a canonical key: the two
+   columns ordered by (shift, column), the shift difference and the sign relation. So
+   `a - b` and `b - a` share a key (signed pairs), and so do `a + 2b` and `2a + 4b`
+   (shifted pairs);
+2. the keys are counted (`np.unique`), and a greedy matching picks, in parallel rounds in
+   the manner of Luby's algorithm, pairs whose key is the most frequent one touching either
+   of their terms. A key's priority is recounted after every matching step as "occurrences
+   already taken + occurrences still available", so a key that loses its occurrences to
+   conflicts sinks (a lazy, exact-per-step greedy, not a single stale count);
+3. a key matched at least twice becomes a new column `a + sign * (b << shift)` (one adder);
+   each of its occurrences replaces two terms of its row by one term of the new column.
+
+New columns take part in the next round, so shared terms nest: the pass stops when no
+key occurs twice. Every operation is vectorised over all pairs of the layer; Python loops
+only run over rounds and matching steps. A key is only accepted if the adder depth of its
+new column stays within `max-depth` (the depth of a column is one more than the deeper of
+its two operands): each output's tree then has at most `max-depth` adder levels above its
+own balanced sum, which bounds what sharing adds to the critical path the pipelining has to
+absorb.
+
+The region is then rebuilt: each shared column is one `po2.add`/`po2.sub` of its operands
+(with a `po2.shl` for the second), each output channel `sum(positive terms) -
+sum(negative terms)` over window values and shared columns as `po2-unroll` writes it, then
+the same `po2.rescale`. The linear form of every channel is read from the region itself
+(any mix of `po2.shl/add/sub/neg/sum/const`, so running the pass twice is safe), and every
+op gets its exact type from the constructors' interval rule (`po2.value_range`): the
+verifiers are the same ones, and the widths stay exact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import DiagnosticException
+
+from hashiflex.dialects import po2
+
+# Pairs enumerated per round at most; beyond it each term pairs only with its nearest
+# neighbours in column order. Eight bytes per pair in four arrays: ~0.5 GB at the budget.
+DEFAULT_PAIR_BUDGET = 12_000_000
+# A round takes only keys at least this fraction as frequent as its most frequent one (see
+# `share_terms`); 0 would take every key that occurs twice in one round.
+DEFAULT_ROUND_RATIO = 0.8
+
+
+@dataclass
+class Terms:
+    """A layer's linear forms: output `row` has the term `sign * (col << shift)`."""
+
+    row: np.ndarray
+    col: np.ndarray
+    shift: np.ndarray
+    sign: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def take(self, index: np.ndarray) -> Terms:
+        return Terms(self.row[index], self.col[index], self.shift[index], self.sign[index])
+
+
+@dataclass
+class Sharing:
+    """
+    The result of `share_terms`: shared columns `n_inputs + i` = `a[i] + sign[i] * (b[i] <<
+    shift[i])` (in creation order, operands always earlier columns) and the rows' terms
+    over inputs and shared columns.
+    """
+
+    n_inputs: int
+    a: np.ndarray
+    b: np.ndarray
+    shift: np.ndarray
+    sign: np.ndarray
+    depth: np.ndarray  # adder depth of every column, inputs included (0)
+    terms: Terms
+    rounds: int = 0
+    seconds: float = 0.0
+
+    def adders(self) -> int:
+        """Adders of the shared columns plus one per extra term of every nonempty row."""
+        return len(self.a) + naive_adders(self.terms)
+
+
+def naive_adders(terms: Terms) -> int:
+    """One adder per term beyond the first of every row (what po2-unroll builds)."""
+    return len(terms) - len(np.unique(terms.row))
+
+
+def _pairs_in_rows(row: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Index pairs (i, j), i < j, of terms in the same row (`row` sorted). Each term pairs with
+    its next `window` terms, the window as large as the budget allows (all pairs if it can).
+    """
+    n = len(row)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    pos = np.arange(n) - np.repeat(starts, lengths)
+    after = np.repeat(lengths, lengths) - 1 - pos  # terms after each one in its row
+    window = int(after.max())
+    if int(after.sum()) > budget:
+        lo, hi = 1, window  # largest window whose pair count fits the budget
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int(np.minimum(after, mid).sum()) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        window = lo
+    partners = np.minimum(after, window)
+    first = np.repeat(np.arange(n), partners)
+    offsets = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners) + 1
+    return first, first + offsets
+
+
+def _greedy_matching(
+    first: np.ndarray, second: np.ndarray, key: np.ndarray, n_terms: int, n_keys: int,
+    threshold: int = 2,
+) -> np.ndarray:
+    """
+    A maximal set of term-disjoint pairs, most shared keys first: in each step a pair is
+    taken when its key's priority (occurrences taken + occurrences still possible) is the
+    highest among the pairs touching either of its terms (ties: lower key, then lower pair
+    index). Pairs whose key cannot reach two occurrences are dropped. Returns the indices
+    of the taken pairs.
+    """
+    alive = np.arange(len(first))
+    taken_per_key = np.zeros(n_keys, np.int64)
+    used = np.zeros(n_terms, bool)
+    taken: list[np.ndarray] = []
+    while len(alive):
+        k = key[alive]
+        count = np.bincount(k, minlength=n_keys) + taken_per_key
+        keep = count[k] >= threshold
+        alive, k = alive[keep], k[keep]
+        if not len(alive):
+            break
+        f, s = first[alive], second[alive]
+        prio = count[k] * n_keys + (n_keys - 1 - k)
+        best = np.full(n_terms, -1, np.int64)
+        np.maximum.at(best, f, prio)
+        np.maximum.at(best, s, prio)
+        win = np.flatnonzero((best[f] == prio) & (best[s] == prio))
+        # Several pairs of one key may still share a term (a column repeated at several
+        # shifts in a row): of those, the lowest pair index wins.
+        low = np.full(n_terms, len(first), np.int64)
+        np.minimum.at(low, f[win], alive[win])
+        np.minimum.at(low, s[win], alive[win])
+        win = win[(low[f[win]] == alive[win]) & (low[s[win]] == alive[win])]
+        chosen = alive[win]
+        taken.append(chosen)
+        taken_per_key += np.bincount(key[chosen], minlength=n_keys)
+        used[first[chosen]] = True
+        used[second[chosen]] = True
+        alive = alive[~used[first[alive]] & ~used[second[alive]]]
+    chosen = np.concatenate(taken) if taken else np.zeros(0, np.int64)
+    # A key taken only once shares nothing (its adder replaces the row's): leave it.
+    return chosen[taken_per_key[key[chosen]] >= threshold]
+
+
+def share_terms(
+    terms: Terms, n_inputs: int, max_depth: int = 64, pair_budget: int = DEFAULT_PAIR_BUDGET,
+    round_ratio: float = DEFAULT_ROUND_RATIO,
+) -> Sharing:
+    """
+    Extract shared two-term subexpressions from `terms` until none occurs twice. A round
+    only takes keys that occur at least `round_ratio` times as often as the most frequent
+    key of the round: the less frequent ones wait for the next round, where the columns
+    just created can pair with their terms (close to the one-key-at-a-time greedy, in far
+    fewer passes over the pairs).
+    """
+    start = time.perf_counter()
+    depth = np.zeros(n_inputs, np.int64)
+    defs: list[tuple[np.ndarray, ...]] = []
+    n_cols = n_inputs
+    rounds = 0
+    cur = terms.take(np.lexsort((terms.shift, terms.col, terms.row)))
+    while True:
+        first, second = _pairs_in_rows(cur.row, pair_budget)
+        if not len(first):
+            break
+        # Canonical order within a pair: (shift, column) ascending.
+        c1, c2 = cur.col[first], cur.col[second]
+        s1, s2 = cur.shift[first], cur.shift[second]
+        swap = (s2 < s1) | ((s2 == s1) & (c2 < c1))
+        lead = np.where(swap, second, first)
+        tail = np.where(swap, first, second)
+        a, b = cur.col[lead], cur.col[tail]
+        d = cur.shift[tail] - cur.shift[lead]
+        rel = cur.sign[lead] * cur.sign[tail]
+        new_depth = np.maximum(depth[a], depth[b]) + 1
+        ok = new_depth <= max_depth
+        lead, tail, a, b, d, rel = lead[ok], tail[ok], a[ok], b[ok], d[ok], rel[ok]
+        max_d = int(d.max(initial=0)) + 1
+        code = ((a * n_cols + b) * max_d + d) * 2 + (rel > 0)
+        uniq, key, count = np.unique(code, return_inverse=True, return_counts=True)
+        shared = count[key] >= 2
+        if not shared.any():
+            break
+        lead, tail, key = lead[shared], tail[shared], key[shared]
+        threshold = max(2, int(count.max() * round_ratio))
+        chosen = _greedy_matching(lead, tail, key, len(cur), len(uniq), threshold)
+        if not len(chosen):
+            break
+        rounds += 1
+        # One new column per key taken, numbered in key order.
+        keys_taken, new_of_pair = np.unique(key[chosen], return_inverse=True)
+        code_taken = uniq[keys_taken]
+        rel_new = np.where(code_taken % 2 == 1, 1, -1)
+        d_new = (code_taken // 2) % max_d
+        ab = code_taken // 2 // max_d
+        a_new, b_new = ab // n_cols, ab % n_cols
+        defs.append((a_new, b_new, d_new, rel_new))
+        depth = np.r_[depth, np.maximum(depth[a_new], depth[b_new]) + 1]
+        # Each taken pair: its two terms become one term of the new column, at the lead
+        # term's shift and sign.
+        lead_t, tail_t = lead[chosen], tail[chosen]
+        keep = np.ones(len(cur), bool)
+        keep[lead_t] = keep[tail_t] = False
+        new_terms = Terms(
+            cur.row[lead_t], n_cols + new_of_pair, cur.shift[lead_t], cur.sign[lead_t]
+        )
+        n_cols += len(keys_taken)
+        rest = cur.take(np.flatnonzero(keep))
+        merged = Terms(*(np.r_[x, y] for x, y in zip(
+            (rest.row, rest.col, rest.shift, rest.sign),
+            (new_terms.row, new_terms.col, new_terms.shift, new_terms.sign))))
+        cur = merged.take(np.lexsort((merged.shift, merged.col, merged.row)))
+    empty = np.zeros(0, np.int64)
+    cols = [np.concatenate([x[i] for x in defs]) if defs else empty for i in range(4)]
+    return Sharing(n_inputs, *cols, depth=depth, terms=cur, rounds=rounds,
+                   seconds=time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the linear forms out of a region, writing the shared datapath back
+# ---------------------------------------------------------------------------------------
+
+
+def _csd_terms(row: np.ndarray, col: np.ndarray, coeff: np.ndarray) -> Terms:
+    """Signed power-of-two digits (canonical signed digits) of integer coefficients."""
+    rows, cols, shifts, signs = [], [], [], []
+    c = coeff.astype(object) if np.abs(coeff).max(initial=0) >= 1 << 60 else coeff.copy()
+    shift = 0
+    while len(c):
+        odd = (c % 2) != 0
+        # Digit +-1 chosen so that the rest is divisible by 4 (non-adjacent form).
+        digit = np.where(odd, 2 - (c % 4), 0)
+        nz = np.flatnonzero(digit)
+        rows.append(row[nz]); cols.append(col[nz])
+        shifts.append(np.full(len(nz), shift, np.int64)); signs.append(np.asarray(digit[nz], np.int64))
+        c = (c - digit) // 2
+        live = np.flatnonzero(c != 0)
+        row, col, c = row[live], col[live], c[live]
+        shift += 1
+    cat = (lambda xs: np.concatenate(xs).astype(np.int64)) if rows else (lambda xs: np.zeros(0, np.int64))
+    return Terms(cat(rows), cat(cols), cat(shifts), cat(signs))
+
+
+def _linear_forms(block: Block) -> tuple[Terms, list[int], list[po2.RescaleOp]] | None:
+    """
+    The linear form over the block arguments of every yielded channel's accumulator, as
+    terms (one per power-of-two digit), plus each channel's constant and its rescale.
+    None when the region is not of that shape (the pass then leaves it alone).
+    """
+    yield_op = block.last_op
+    if not isinstance(yield_op, po2.YieldOp):
+        return None
+    arg_index = {arg: i for i, arg in enumerate(block.args)}
+    forms: dict[SSAValue, tuple[dict[int, int], int]] = {}
+
+    def form(value: SSAValue) -> tuple[dict[int, int], int] | None:
+        if value in forms:
+            return forms[value]
+        if isinstance(value, BlockArgument):
+            result = ({arg_index[value]: 1}, 0)
+        else:
+            op = value.owner
+            if isinstance(op, po2.ConstOp):
+                result = ({}, op.value.value.data)
+            elif isinstance(op, po2.ShlOp):
+                inner = form(op.input)
+                if inner is None:
+                    return None
+                k = 1 << op.amount.value.data
+                result = ({i: c * k for i, c in inner[0].items()}, inner[1] * k)
+            elif isinstance(op, po2.NegOp):
+                inner = form(op.input)
+                if inner is None:
+                    return None
+                result = ({i: -c for i, c in inner[0].items()}, -inner[1])
+            elif isinstance(op, (po2.SumOp, po2.AddOp, po2.SubOp)):
+                signs = [1] * len(op.operands)
+                if isinstance(op, po2.SubOp):
+                    signs[1] = -1
+                coeffs: dict[int, int] = {}
+                const = 0
+                for operand, sign in zip(op.operands, signs):
+                    inner = form(operand)
+                    if inner is None:
+                        return None
+                    for i, c in inner[0].items():
+                        coeffs[i] = coeffs.get(i, 0) + sign * c
+                    const += sign * inner[1]
+                result = (coeffs, const)
+            else:
+                return None
+        forms[value] = result
+        return result
+
+    rows, cols, coeffs, consts, rescales = [], [], [], [], []
+    for o, value in enumerate(yield_op.values):
+        rescale = value.owner
+        if not isinstance(rescale, po2.RescaleOp):
+            return None
+        lin = form(rescale.input)
+        if lin is None:
+            return None
+        items = [(i, c) for i, c in lin[0].items() if c]
+        rows.extend([o] * len(items))
+        cols.extend(i for i, _ in items)
+        coeffs.extend(c for _, c in items)
+        consts.append(lin[1])
+        rescales.append(rescale)
+    terms = _csd_terms(np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+                       np.asarray(coeffs, dtype=np.int64 if all(abs(c) < 1 << 62 for c in coeffs) else object))
+    return terms, consts, rescales
+
+
+def _build_block(block: Block, sharing: Sharing, consts: list[int],
+                 rescales: list[po2.RescaleOp]) -> Block:
+    """The rebuilt datapath: shared columns first, then one accumulator per channel."""
+    new = Block(arg_types=[a.type for a in block.args])
+    ops: list[Operation] = []
+
+    def add(op: Operation) -> SSAValue:
+        ops.append(op)
+        return op.results[0]
+
+    values: list[SSAValue] = list(new.args)
+    shifted: dict[tuple[int, int], SSAValue] = {}
+
+    def term(col: int, amount: int) -> SSAValue:
+        if amount == 0:
+            return values[col]
+        value = shifted.get((col, amount))
+        if value is None:
+            value = shifted[(col, amount)] = add(po2.ShlOp(values[col], amount))
+        return value
+
+    for a, b, d, s in zip(sharing.a.tolist(), sharing.b.tolist(), sharing.shift.tolist(),
+                          sharing.sign.tolist()):
+        rhs = term(b, d)
+        values.append(add(po2.AddOp(values[a], rhs) if s > 0 else po2.SubOp(values[a], rhs)))
+
+    t = sharing.terms
+    order = np.lexsort((t.shift, t.col, t.row))
+    row, col, shift, sign = (x[order].tolist() for x in (t.row, t.col, t.shift, t.sign))
+    per_row: list[list[tuple[int, int, int]]] = [[] for _ in rescales]
+    for r, c, s, g in zip(row, col, shift, sign):
+        per_row[r].append((c, s, g))
+
+    outputs: list[SSAValue] = []
+    for o, rescale in enumerate(rescales):
+        pos = [term(c, s) for c, s, g in per_row[o] if g > 0]
+        neg = [term(c, s) for c, s, g in per_row[o] if g < 0]
+        bias = consts[o]
+        if not pos and not neg:
+            # No weights: the channel is its bias (po2-unroll's form).
+            pos.append(add(po2.ConstOp(bias)))
+        elif bias > 0:
+            pos.append(add(po2.ConstOp(bias)))
+        elif bias < 0:
+            neg.append(add(po2.ConstOp(-bias)))
+        p = pos[0] if len(pos) == 1 else add(po2.SumOp(pos)) if pos else None
+        n = neg[0] if len(neg) == 1 else add(po2.SumOp(neg)) if neg else None
+        if n is None:
+            acc = p
+        elif p is None:
+            acc = add(po2.NegOp(n))
+        else:
+            acc = add(po2.SubOp(p, n))
+        outputs.append(add(po2.RescaleOp(
+            acc, rescale.shift.value.data, rescale.lo.value.data, rescale.hi.value.data,
+            rescale.result.type)))
+    ops.append(po2.YieldOp(outputs))
+    new.add_ops(ops)
+    return new
+
+
+@dataclass
+class CseStats:
+    """What `cse_region` did to one layer."""
+
+    layer: str
+    adders_before: int
+    adders_after: int
+    shared_terms: int
+    rounds: int
+    seconds: float
+
+
+def cse_region(op: po2.UnrolledConv2dOp, max_depth: int = 64,
+               pair_budget: int = DEFAULT_PAIR_BUDGET) -> CseStats | None:
+    """
+    Share subexpressions across the output channels of one unrolled layer, in place (the
+    op's region gets a new block). Returns what it did, or None when the region is not a
+    linear datapath ending in rescales (left as it is). The flow calls this right after
+    po2-unroll and po2-canonicalize; `Po2CsePass` calls it on every unrolled op.
+    """
+    start = time.perf_counter()
+    block = op.body.block
+    parsed = _linear_forms(block)
+    if parsed is None:
+        return None
+    terms, consts, rescales = parsed
+    sharing = share_terms(terms, len(block.args), max_depth, pair_budget)
+    stats = CseStats(
+        layer=op.layer.data,
+        adders_before=naive_adders(terms),
+        adders_after=sharing.adders(),
+        shared_terms=len(sharing.a),
+        rounds=sharing.rounds,
+        seconds=0.0,
+    )
+    if not len(sharing.a):
+        # Nothing shared (a depthwise layer, say): the region stays as it is.
+        stats.seconds = time.perf_counter() - start
+        return stats
+    new_block = _build_block(block, sharing, consts, rescales)
+    # Swap the blocks: drop the old datapath's uses first (it uses its own arguments only).
+    region = op.body
+    for old_op in reversed(list(block.ops)):
+        old_op.drop_all_references()
+    region.detach_block(block)
+    region.add_block(new_block)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+@dataclass(frozen=True)
+class Po2CsePass(ModulePass):
+    """Share shift/add subexpressions across output channels (CMVM) in every unrolled layer."""
+
+    name = "po2-cse"
+
+    max_depth: int = 64
+    """Adder depth bound of any shared subexpression (>= 1)."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.max_depth < 1:
+            raise DiagnosticException(f"po2-cse: max_depth must be >= 1, got {self.max_depth}")
+        for unrolled in [o for o in op.walk() if isinstance(o, po2.UnrolledConv2dOp)]:
+            cse_region(unrolled, self.max_depth)
