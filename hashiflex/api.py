@@ -441,9 +441,11 @@ class Design:
         return self.path / self.manifest["files"][key]
 
 
-def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET):
-    """Run the hardening pipeline in place: unroll, canonicalise, infer widths, to hw."""
+def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET,
+                cse: bool = True, cse_max_depth: int = 64):
+    """Run the hardening pipeline in place: unroll, canonicalise, [cse,] infer widths, to hw."""
     from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
+    from hashiflex.passes.po2_cse import Po2CsePass
     from hashiflex.passes.po2_infer_widths import Po2InferWidthsPass
     from hashiflex.passes.po2_to_hw import Po2ToHwPass
     from hashiflex.passes.po2_unroll import Po2UnrollPass
@@ -454,6 +456,7 @@ def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progre
     pipeline = [
         Po2UnrollPass(),
         Po2CanonicalizePass(),
+        *([Po2CsePass(max_depth=cse_max_depth)] if cse else []),
         Po2InferWidthsPass(),
         Po2ToHwPass(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes),
     ]
@@ -481,9 +484,14 @@ def compile(
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
     progress: Progress = QUIET,
+    cse: bool = True,
+    cse_max_depth: int = 64,
     **quant_options,
 ) -> Design:
-    """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    """
+    Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
+    `cse=False` skips po2-cse (one adder per nonzero weight, to compare).
+    """
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
@@ -491,6 +499,8 @@ def compile(
         raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
     if npu_lanes < 0 or levels_per_stage < 1:
         raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    if cse_max_depth < 1:
+        raise InputError(f"--cse-max-depth must be >= 1, got {cse_max_depth}")
     out = Path(out)
     module, quantized = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
@@ -510,7 +520,7 @@ def compile(
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
                                   levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                  progress=progress)
+                                  progress=progress, cse=cse, cse_max_depth=cse_max_depth)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")
         hw_report = flow.hw_report

@@ -2,7 +2,7 @@
 The streaming compile flow: po2 network -> hw IR text and SystemVerilog, one layer at a time.
 
 Why: the whole-module pipeline (`api.lower_to_hw`: po2-unroll, po2-canonicalize,
-po2-infer-widths, po2-to-hw over the whole module, then print and emit) holds every
+po2-cse, po2-infer-widths, po2-to-hw over the whole module, then print and emit) holds every
 unrolled datapath and every hw module at once. xDSL holds about 1 KB per op, and an
 unrolled MobileNetV2 is millions of ops (width 0.25: 1.2M hw ops and 2.1 GB; width 1.0
 about ten times that). Nothing in the lowering needs two layers' IR at the same time: a
@@ -11,7 +11,8 @@ latencies and stream timings of the layers. So this flow walks the layer-level f
 and, for each layer:
 
 1. unrolls it just in time (a `po2.conv2d` becomes a *detached* `po2.unrolled_conv2d` with
-   the same operand, `po2_unroll.unroll_conv`), canonicalises its datapath region and
+   the same operand, `po2_unroll.unroll_conv`), canonicalises its datapath region, shares
+   subexpressions across its channels (`po2_cse.cse_region`, unless `cse=False`) and
    infers its widths (the same patterns and analysis as the passes, on that region only);
 2. lowers it to its `hw.module` (`po2_to_hw.NetworkLowering.iter_modules`, which yields
    each module before building the next and keeps only what the top needs);
@@ -41,7 +42,7 @@ from pathlib import Path
 from hashiflex.errors import ModelError
 from hashiflex.progress import QUIET, Progress
 
-PHASES = ("unroll", "canonicalize", "infer-widths", "po2-to-hw", "print-hw", "emit-sv", "free")
+PHASES = ("unroll", "canonicalize", "cse", "infer-widths", "po2-to-hw", "print-hw", "emit-sv", "free")
 
 
 @dataclass
@@ -92,11 +93,14 @@ def lower_and_emit(
     npu_lanes: int = 0,
     progress: Progress = QUIET,
     progress_every: float = 3.0,
+    cse: bool = True,
+    cse_max_depth: int = 64,
 ) -> FlowResult:
     """
     Lower the layer-level po2 `module` (one func.func, as imported) to hw and write
     `out_dir/hw_file` and `out_dir/rtl_dir/<module>.sv`, one layer at a time. The func
-    stays in `module` (its convs are not replaced); the hw modules are not kept.
+    stays in `module` (its convs are not replaced); the hw modules are not kept. `cse`
+    runs po2-cse on each datapath (with `cse_max_depth`), as `api.lower_to_hw` does.
     """
     from xdsl.context import Context
     from xdsl.dialects import func
@@ -107,6 +111,7 @@ def lower_and_emit(
     from hashiflex.backends.verilator import ports_of
     from hashiflex.dialects import po2
     from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
+    from hashiflex.passes.po2_cse import cse_region
     from hashiflex.passes.po2_infer_widths import infer_block_widths
     from hashiflex.passes.po2_to_hw import (
         NetworkLowering,
@@ -157,6 +162,9 @@ def lower_and_emit(
             start = timer.add("unroll", start)
             walker.rewrite_region(unrolled.body)
             start = timer.add("canonicalize", start)
+            if cse:
+                cse_region(unrolled, cse_max_depth)
+                start = timer.add("cse", start)
             infer_block_widths(unrolled.body.block)
             timer.add("infer-widths", start)
         except DiagnosticException as error:
@@ -185,7 +193,7 @@ def lower_and_emit(
             modules_iter = lowering.iter_modules()
             while True:
                 start = time.perf_counter()
-                before = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "infer-widths"))
+                before = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "cse", "infer-widths"))
                 try:
                     hw_module = next(modules_iter, None)
                 except DiagnosticException as error:
@@ -193,7 +201,7 @@ def lower_and_emit(
                 if hw_module is None:
                     break
                 # The unroll, canonicalisation and widths of this layer ran inside `next`.
-                after = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "infer-widths"))
+                after = sum(timer.seconds[p] for p in ("unroll", "canonicalize", "cse", "infer-widths"))
                 now = time.perf_counter()
                 timer.seconds["po2-to-hw"] += now - start - (after - before)
                 start = now
