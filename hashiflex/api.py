@@ -442,7 +442,7 @@ class Design:
 
 
 def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET,
-                cse: bool = True, cse_max_depth: int = 64):
+                cse: bool = True, cse_max_depth: int = 2):
     """Run the hardening pipeline in place: unroll, canonicalise, [cse,] infer widths, to hw."""
     from hashiflex.passes.po2_canonicalize import Po2CanonicalizePass
     from hashiflex.passes.po2_cse import Po2CsePass
@@ -485,7 +485,7 @@ def compile(
     npu_lanes: int = 0,
     progress: Progress = QUIET,
     cse: bool = True,
-    cse_max_depth: int = 64,
+    cse_max_depth: int = 2,
     **quant_options,
 ) -> Design:
     """

@@ -94,7 +94,7 @@ def lower_and_emit(
     progress: Progress = QUIET,
     progress_every: float = 3.0,
     cse: bool = True,
-    cse_max_depth: int = 64,
+    cse_max_depth: int = 2,
 ) -> FlowResult:
     """
     Lower the layer-level po2 `module` (one func.func, as imported) to hw and write

@@ -62,6 +62,7 @@ DEFAULT_PAIR_BUDGET = 12_000_000
 # A round takes only keys at least this fraction as frequent as its most frequent one (see
 # `share_terms`); 0 would take every key that occurs twice in one round.
 DEFAULT_ROUND_RATIO = 0.8
+DEFAULT_MAX_DEPTH = 2
 
 
 @dataclass
@@ -159,7 +160,9 @@ def _greedy_matching(
         if not len(alive):
             break
         f, s = first[alive], second[alive]
-        prio = count[k] * n_keys + (n_keys - 1 - k)
+        deg = np.bincount(f, minlength=n_terms) + np.bincount(s, minlength=n_terms)
+        span = 2 * int(deg.max()) + 2
+        prio = count[k] * span + (span - 1 - deg[f] - deg[s])
         best = np.full(n_terms, -1, np.int64)
         np.maximum.at(best, f, prio)
         np.maximum.at(best, s, prio)
@@ -423,7 +426,7 @@ class CseStats:
     seconds: float
 
 
-def cse_region(op: po2.UnrolledConv2dOp, max_depth: int = 64,
+def cse_region(op: po2.UnrolledConv2dOp, max_depth: int = DEFAULT_MAX_DEPTH,
                pair_budget: int = DEFAULT_PAIR_BUDGET) -> CseStats | None:
     """
     Share subexpressions across the output channels of one unrolled layer, in place (the
@@ -467,7 +470,7 @@ class Po2CsePass(ModulePass):
 
     name = "po2-cse"
 
-    max_depth: int = 64
+    max_depth: int = DEFAULT_MAX_DEPTH
     """Adder depth bound of any shared subexpression (>= 1)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:

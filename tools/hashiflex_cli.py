@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="no po2-cse: one adder per nonzero weight (to compare)",
     )
     p.add_argument(
-        "--cse-max-depth", type=int, default=64,
-        help="adder depth bound of the subexpressions po2-cse shares (default 64)",
+        "--cse-max-depth", type=int, default=2,
+        help="adder depth bound of the subexpressions po2-cse shares (default 2: one pipeline stage at the default --levels-per-stage)",
     )
     _add_quant_options(p)
 
