@@ -353,6 +353,15 @@ def _linear_forms(block: Block) -> tuple[Terms, list[int], list[po2.RescaleOp]] 
     return terms, consts, rescales
 
 
+def count_weight_terms(block: Block) -> int | None:
+    """
+    The number of power-of-two terms of the channels' linear forms (the nonzero weights of
+    an unrolled layer, shared or not), or None when the region is not a linear datapath.
+    """
+    parsed = _linear_forms(block)
+    return None if parsed is None else len(parsed[0])
+
+
 def _build_block(block: Block, sharing: Sharing, consts: list[int],
                  rescales: list[po2.RescaleOp]) -> Block:
     """The rebuilt datapath: shared columns first, then one accumulator per channel."""
