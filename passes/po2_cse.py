@@ -37,7 +37,7 @@ output's tree then has at most `max_depth` adder levels below its own balanced s
 bounds what sharing adds to the critical path the pipelining has to absorb. The pass
 default, 2, is the default `levels_per_stage`: deeper sharing saves a few percent more
 adders but costs pipeline and alignment registers (tiny_cnn: max_depth 2 gives 3,276
-adders and 52.0K register bits, unbounded 3,199 and 65.5K; without the pass 5,201 and
+adders and 52.0K register bits, unbounded 3,166 and 63.2K; without the pass 5,201 and
 47.1K). `share_terms` alone (the benchmark against da4ml) is unbounded by default.
 
 The region is then rebuilt: each shared column is one `po2.add`/`po2.sub` of its operands
