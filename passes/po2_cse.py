@@ -64,8 +64,9 @@ from xdsl.utils.exceptions import DiagnosticException
 from hashiflex.dialects import po2
 
 # Pairs enumerated per round at most; beyond it each term pairs only with its nearest
-# neighbours in column order. Eight bytes per pair in four arrays: ~0.5 GB at the budget.
-DEFAULT_PAIR_BUDGET = 12_000_000
+# neighbours in column order (MobileNetV2 w0.25 loses 0.02 % of the sharing to it, and
+# runs 20 % faster than with 12M).
+DEFAULT_PAIR_BUDGET = 2_000_000
 # A round takes only keys at least this fraction as frequent as its most frequent one (see
 # `share_terms`); 0 would take every key that occurs twice in one round.
 DEFAULT_ROUND_RATIO = 0.8
