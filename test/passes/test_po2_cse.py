@@ -149,3 +149,13 @@ def test_bad_max_depth_is_an_error():
                          np.ones((2, 2, 1, 1), np.int8), exp_base=[0, 0], bias=[0, 0])
     with pytest.raises(DiagnosticException, match="max_depth must be >= 1, got 0"):
         apply(module, Po2UnrollPass(), Po2CsePass(max_depth=0))
+
+
+def test_compile_rejects_bad_cse_depth(tmp_path):
+    """`hashiflex compile --cse-max-depth 0` is a one-line input error, checked first."""
+    from hashiflex import api
+    from hashiflex.errors import InputError
+
+    with pytest.raises(InputError, match="--cse-max-depth must be >= 1, got 0"):
+        api.compile("tiny_cnn", tmp_path / "out", cse_max_depth=0)
+    assert not (tmp_path / "out").exists()
