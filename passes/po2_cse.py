@@ -46,7 +46,9 @@ sum(negative terms)` over window values and shared columns as `po2-unroll` write
 the same `po2.rescale`. The linear form of every channel is read from the region itself
 (any mix of `po2.shl/add/sub/neg/sum/const`, so running the pass twice is safe), and every
 op gets its exact type from the constructors' interval rule (`po2.value_range`): the
-verifiers are the same ones, and the widths stay exact.
+verifiers are the same ones, and the widths stay exact. The matching counts one adder per
+extra term, but a channel left with only negative terms also costs a negation: the rebuilt
+datapath replaces the old one only when it really has fewer adders (`block_adders`).
 """
 
 from __future__ import annotations
