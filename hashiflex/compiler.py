@@ -27,9 +27,14 @@ def compile(
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
     progress: Progress = QUIET,
+    cse: bool = True,
+    cse_max_depth: int = 2,
     **quant_options,
 ) -> Design:
-    """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    """
+    Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
+    `cse=False` skips po2-cse (one adder per nonzero weight, to compare).
+    """
     from hashiflex.estimate import estimated_section
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
@@ -38,6 +43,8 @@ def compile(
         raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
     if npu_lanes < 0 or levels_per_stage < 1:
         raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    if cse_max_depth < 1:
+        raise InputError(f"--cse-max-depth must be >= 1, got {cse_max_depth}")
     out = Path(out)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
@@ -57,7 +64,7 @@ def compile(
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
                                   levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                  progress=progress)
+                                  progress=progress, cse=cse, cse_max_depth=cse_max_depth)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")
         hw_report = flow.hw_report

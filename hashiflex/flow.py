@@ -2,7 +2,7 @@
 The streaming compile flow: po2 network -> hw IR text and SystemVerilog, one layer at a time.
 
 Why: the whole-module pipeline (`api.lower_to_hw`: po2-unroll, po2-canonicalize,
-po2-infer-widths, po2-to-hw over the whole module, then print and emit) holds every
+po2-cse, po2-infer-widths, po2-to-hw over the whole module, then print and emit) holds every
 unrolled datapath and every hw module at once. xDSL holds about 1 KB per op, and an
 unrolled MobileNetV2 is millions of ops (width 0.25: 1.2M hw ops and 2.1 GB; width 1.0
 about ten times that). Nothing in the lowering needs two layers' IR at the same time: a
@@ -41,7 +41,7 @@ from pathlib import Path
 from hashiflex.errors import ModelError
 from hashiflex.progress import QUIET, Progress
 
-PHASES = ("unroll", "canonicalize", "infer-widths", "po2-to-hw", "print-hw", "emit-sv", "free")
+PHASES = ("unroll", "canonicalize", "cse", "infer-widths", "po2-to-hw", "print-hw", "emit-sv", "free")
 
 
 @dataclass
@@ -77,11 +77,14 @@ def lower_and_emit(
     npu_lanes: int = 0,
     progress: Progress = QUIET,
     progress_every: float = 3.0,
+    cse: bool = True,
+    cse_max_depth: int = 2,
 ) -> FlowResult:
     """
     Lower the layer-level po2 `module` (one func.func, as imported) to hw and write
     `out_dir/hw_file` and `out_dir/rtl_dir/<module>.sv`, one layer at a time. The func
-    stays in `module` (its convs are not replaced); the hw modules are not kept.
+    stays in `module` (its convs are not replaced); the hw modules are not kept. `cse`
+    runs po2-cse on each datapath (with `cse_max_depth`), as `api.lower_to_hw` does.
     """
     from xdsl.context import Context
     from xdsl.dialects import func
@@ -93,6 +96,7 @@ def lower_and_emit(
     from hashiflex.dialects import po2
     from hashiflex.passes import hardening_pipeline
     from hashiflex.passes.po2_canonicalize import canonicalizer
+    from hashiflex.passes.po2_cse import cse_region
     from hashiflex.passes.po2_infer_widths import infer_block_widths
     from hashiflex.passes.po2_unroll import unroll_conv
     from hashiflex.passes.to_hw import NetworkLowering, design_report_of, module_report
@@ -105,8 +109,11 @@ def lower_and_emit(
         raise ModelError(f"po2-to-hw: expects exactly one func.func, found {len(funcs)}")
     fn = funcs[0]
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
-    _unroll, canonicalize, _infer_widths, to_hw = hardening_pipeline(
-        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
+    passes = {p.name: p for p in hardening_pipeline(
+        cse=cse, cse_max_depth=cse_max_depth, levels_per_stage=levels_per_stage,
+        npu_lanes=npu_lanes)}
+    canonicalize, cse_pass, to_hw = (passes["po2-canonicalize"], passes.get("po2-cse"),
+                                     passes["po2-to-hw"])
 
     # Layer-level canonicalisation first (no-op requants): on the layer-level func it is
     # what the whole-module pass does outside the datapaths, which are canonicalised one
@@ -131,6 +138,9 @@ def lower_and_emit(
             start = timer.add("unroll", start)
             walker.rewrite_region(stand_in.body)
             start = timer.add("canonicalize", start)
+            if cse_pass is not None:
+                cse_region(stand_in, cse_pass.max_depth)
+                start = timer.add("cse", start)
             infer_block_widths(stand_in.body.block)
             timer.add("infer-widths", start)
         except DiagnosticException as error:

@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--npu-lanes", type=int, default=0, help="NPU MAC lanes (default: keep up with the pipeline)"
     )
+    p.add_argument(
+        "--no-cse", dest="cse", action="store_false",
+        help="no po2-cse: one adder per nonzero weight (to compare)",
+    )
+    p.add_argument(
+        "--cse-max-depth", type=int, default=2,
+        help="adder depth bound of the subexpressions po2-cse shares (default 2: one pipeline stage at the default --levels-per-stage)",
+    )
     _add_quant_options(p)
 
     p = sub.add_parser("simulate", help="run a compiled design in Verilator")
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
                 levels_per_stage=args.levels_per_stage,
                 npu_lanes=args.npu_lanes,
                 progress=progress,
+                cse=args.cse,
+                cse_max_depth=args.cse_max_depth,
                 **_quant_kwargs(args),
             )
         case "simulate":

@@ -261,6 +261,13 @@ class ConvLowering:
         return lower_scalar_region(self.hb, self.op.body.block, window, self.name)
 
     def nonzero_weights(self) -> int:
+        # After po2-cse operands are shared terms, not weights: count the Po2 terms of the
+        # channels' linear forms instead (one per nonzero weight).
+        from hashiflex.passes.po2_cse import count_weight_terms
+
+        shared = count_weight_terms(self.op.body.block)
+        if shared is not None:
+            return shared
         count = 0
         for op in self.op.body.block.ops:
             if isinstance(op, (po2.SumOp, po2.AddOp, po2.SubOp, po2.NegOp, po2.RescaleOp)):

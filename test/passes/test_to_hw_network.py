@@ -52,7 +52,13 @@ def test_pipeline_is_the_registry_in_order():
     assert all(name in all_passes() for name in HARDENING_PIPELINE)
     assert passes[-1] == Po2ToHwPass(levels_per_stage=3, npu_lanes=2)
     assert hardening_pipeline_spec(levels_per_stage=3) == (
-        "po2-unroll,po2-canonicalize,po2-infer-widths,po2-to-hw{levels_per_stage=3}")
+        "po2-unroll,po2-canonicalize,po2-cse{max_depth=2},po2-infer-widths,"
+        "po2-to-hw{levels_per_stage=3}")
+    # --no-cse leaves po2-cse out; the rest keeps its order.
+    assert [p.name for p in hardening_pipeline(cse=False)] == [
+        name for name in HARDENING_PIPELINE if name != "po2-cse"]
+    assert hardening_pipeline_spec(cse=False, cse_max_depth=5) == (
+        "po2-unroll,po2-canonicalize,po2-infer-widths,po2-to-hw")
 
 
 def test_po2_opt_runs_the_pipeline_spec():
