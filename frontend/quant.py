@@ -152,6 +152,7 @@ class QuantOptions:
     bias_bits: int = 24  # NPU classifier bias
     prune: float = 0.0
     input_signed: bool | None = None  # None: unsigned iff all calibration inputs >= 0
+    ptq: str = "adaround"  # conv weight rounding of PTQ: "adaround" or "nearest" (ptq.py)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1328,9 +1329,23 @@ def _options(kwargs: dict[str, Any]) -> QuantOptions:
         raise TypeError(f"unknown quantisation option: {e}") from None
 
 
-def quantize_ptq(model: nn.Module, calib: torch.Tensor, **options: Any) -> QuantizedModel:
-    """Post-training Po2 quantisation: trace, fold, calibrate on `calib`, export."""
-    fq = build_fake_quant(model, calib, _options(options))
+def quantize_ptq(model: nn.Module, calib: torch.Tensor, log: Callable[[str], None] | None = None,
+                 **options: Any) -> QuantizedModel:
+    """Post-training Po2 quantisation: trace, fold, round the weights, calibrate, export.
+
+    ``ptq="adaround"`` (the default) chooses each conv weight's Po2 level to keep the layer
+    outputs of the rounded network close to the float ones (frontend/ptq.py) and then
+    calibrates the activation formats on the rounded network; ``ptq="nearest"`` rounds each
+    weight to its nearest level and calibrates on the float network.
+    """
+    from hashiflex.frontend.ptq import PTQ_METHODS, adaround
+
+    opts = _options(options)
+    if opts.ptq not in PTQ_METHODS:
+        raise ValueError(f"unknown PTQ method '{opts.ptq}' (expected one of {PTQ_METHODS})")
+    fq = build_fake_quant(model, calib, opts)
+    if opts.ptq == "adaround":
+        adaround(fq, calib, log=log)
     calibrate(fq, calib)
     return QuantizedModel(fq.eval())
 

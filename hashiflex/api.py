@@ -160,9 +160,14 @@ def import_model(
     exp_bits: int = 3,
     prune: float = 0.0,
     npu_weight_bits: int = 8,
+    ptq: str = "adaround",
     progress: Progress = QUIET,
 ):
-    """Quantise a model and build its layer-level po2 IR; returns (ModuleOp, QuantizedModel)."""
+    """Quantise a model and build its layer-level po2 IR; returns (ModuleOp, QuantizedModel).
+
+    A SPEC ending in .pt is a `hashiflex train` checkpoint: its network is rebuilt exactly
+    (hashiflex/train.py) and the quantisation options are the ones it was trained with.
+    """
     import torch
 
     from hashiflex.frontend import quant
@@ -170,6 +175,24 @@ def import_model(
     from xdsl.utils.exceptions import DiagnosticException
 
     check_quant_options(act_bits, exp_bits, prune, npu_weight_bits)
+    from hashiflex.frontend.ptq import PTQ_METHODS
+
+    if ptq not in PTQ_METHODS:
+        raise InputError(f"--ptq must be one of {', '.join(PTQ_METHODS)}, got '{ptq}'")
+    from hashiflex import train
+
+    if train.is_checkpoint_spec(spec):
+        given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits)
+        with progress.step(f"loading the checkpoint {spec}"):
+            name, quantized, record = train.load_checkpoint(spec)
+        clash = [k for k, v in given.items() if v != getattr(quant.QuantOptions(), k)
+                 and v != record["options"].get(k)]
+        if clash:
+            raise InputError(f"the checkpoint '{spec}' was trained with {clash[0]}="
+                             f"{record['options'][clash[0]]}; its quantisation options are fixed")
+        module = graph_to_po2(quantized.graph, name)
+        check_int64_range(module)
+        return module, quantized
     loaded = load_model(spec, parse_shape(input_shape))
     if isinstance(calib, np.ndarray):
         calib_images = check_images(calib, "calibration data", loaded.input_shape)
@@ -181,8 +204,9 @@ def import_model(
         raise InputError("calibration data holds NaN or infinite values")
     if loaded.input_shape is None and calib_images is not None:
         loaded.input_shape = tuple(calib_images.shape[1:])
-    defaults = (act_bits, exp_bits, prune, npu_weight_bits) == (8, 3, 0.0, 8)
-    options = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits)
+    defaults = (act_bits, exp_bits, prune, npu_weight_bits, ptq) == (8, 3, 0.0, 8, "adaround")
+    options = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits,
+                   ptq=ptq)
     try:
         # a float -> int64 cast of an out-of-range bias is refused by check_int64_range below
         with progress.step(f"quantising {loaded.name}"), np.errstate(invalid="ignore"):
@@ -203,7 +227,7 @@ def import_model(
                     calib_images = default_calibration(loaded, progress)
                 quantized = quant.quantize_ptq(
                     loaded.module, torch.from_numpy(calib_images), **options
-                )
+                )  # ptq="adaround": frontend/ptq.py
         with progress.step("building po2 IR"):
             module = graph_to_po2(quantized.graph, loaded.name)
     except (quant.UnsupportedModelError, quant.ModelShapeError, ImportError_) as error:
