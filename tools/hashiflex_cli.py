@@ -6,7 +6,6 @@
     hashiflex golden FILE.mlir --inputs X.npy --out Y.npz
     hashiflex compile SPEC --out DIR [--calib X.npy] [--clock-mhz 1000] [...]
     hashiflex train SPEC --data X.npy --labels y.npy --out CKPT.pt [--epochs 10] [...]
-    hashiflex sensitivity SPEC --data X.npy --labels y.npy --out DIR [--qat-epochs N]
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
     hashiflex finetune DIR --data X.npy --labels y.npy --out W.npz
     hashiflex program DIR W.npz --out LOAD
@@ -107,12 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     _add_quant_options(p)
 
-    p = sub.add_parser("sensitivity", help="accuracy versus pruning, --exp-bits and --act-bits")
-    _add_training_options(p)
-    p.add_argument("--out", type=Path, required=True, help="the directory to write (JSON, PNG)")
-    p.add_argument("--qat-epochs", type=int, default=0, help="also QAT every point (epochs)")
-    p.add_argument("--input-shape", help="C,H,W of one input image")
-
     p = sub.add_parser("simulate", help="run a compiled design in Verilator")
     p.add_argument("design", type=Path, help="a directory written by `hashiflex compile`")
     p.add_argument("--inputs", type=Path, required=True, help="float32 NxCxHxW .npy")
@@ -175,14 +168,6 @@ def run(args: argparse.Namespace) -> int:
                 args.spec, args.data, args.labels, args.out, epochs=args.epochs, lr=args.lr,
                 batch_size=args.batch_size, seed=args.seed, val_fraction=args.val_fraction,
                 progress=progress, **_quant_kwargs(args),
-            )
-        case "sensitivity":
-            from hashiflex import sensitivity
-
-            sensitivity.sensitivity(
-                args.spec, args.data, args.labels, args.out, seed=args.seed,
-                val_fraction=args.val_fraction, qat_epochs=args.qat_epochs,
-                input_shape=args.input_shape, progress=progress,
             )
         case "simulate":
             result = api.simulate(
