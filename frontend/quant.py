@@ -55,6 +55,10 @@ Quantisation rules (all choices documented here, numbers in docs/semantics.md)
   ``prune=p`` zeroes the ``floor(p * n)`` smallest-magnitude weights of each conv (a fixed
   mask, decided on the BN-folded float weights and kept through QAT). An all-zero channel
   has ``exp_base = 0`` and all codes 0.
+* **PTQ rounding**: ``quantize_ptq`` first moves each conv's float weights onto the grid
+  above by adaptive rounding (``ptq="adaround"``, frontend/ptq.py: exact Po2 values, a fixed
+  point of the rule) and corrects its bias, then calibrates on that rounded network;
+  ``ptq="nearest"`` applies the rule to the float weights directly.
 * **Conv bias**: ``floor(b * 2^(Fx - exp_base[o]) + 1/2)`` (int64, no saturation).
 * **Activations**: per tensor ``A(act_bits, signed, frac)``. Unsigned when the value is
   provably non-negative (after ReLU/ReLU6, an add of unsigned operands, a pool/flatten of
