@@ -55,6 +55,10 @@ Quantisation rules (all choices documented here, numbers in docs/semantics.md)
   ``prune=p`` zeroes the ``floor(p * n)`` smallest-magnitude weights of each conv (a fixed
   mask, decided on the BN-folded float weights and kept through QAT). An all-zero channel
   has ``exp_base = 0`` and all codes 0.
+* **PTQ rounding**: ``quantize_ptq`` first moves each conv's float weights onto the grid
+  above by adaptive rounding (``ptq="adaround"``, frontend/ptq.py: exact Po2 values, a fixed
+  point of the rule) and corrects its bias, then calibrates on that rounded network;
+  ``ptq="nearest"`` applies the rule to the float weights directly.
 * **Conv bias**: ``floor(b * 2^(Fx - exp_base[o]) + 1/2)`` (int64, no saturation).
 * **Activations**: per tensor ``A(act_bits, signed, frac)``. Unsigned when the value is
   provably non-negative (after ReLU/ReLU6, an add of unsigned operands, a pool/flatten of
@@ -152,6 +156,7 @@ class QuantOptions:
     bias_bits: int = 24  # NPU classifier bias
     prune: float = 0.0
     input_signed: bool | None = None  # None: unsigned iff all calibration inputs >= 0
+    ptq: str = "adaround"  # conv weight rounding of PTQ: "adaround" or "nearest" (ptq.py)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1328,9 +1333,23 @@ def _options(kwargs: dict[str, Any]) -> QuantOptions:
         raise TypeError(f"unknown quantisation option: {e}") from None
 
 
-def quantize_ptq(model: nn.Module, calib: torch.Tensor, **options: Any) -> QuantizedModel:
-    """Post-training Po2 quantisation: trace, fold, calibrate on `calib`, export."""
-    fq = build_fake_quant(model, calib, _options(options))
+def quantize_ptq(model: nn.Module, calib: torch.Tensor, log: Callable[[str], None] | None = None,
+                 **options: Any) -> QuantizedModel:
+    """Post-training Po2 quantisation: trace, fold, round the weights, calibrate, export.
+
+    ``ptq="adaround"`` (the default) chooses each conv weight's Po2 level to keep the layer
+    outputs of the rounded network close to the float ones (frontend/ptq.py) and then
+    calibrates the activation formats on the rounded network; ``ptq="nearest"`` rounds each
+    weight to its nearest level and calibrates on the float network.
+    """
+    from hashiflex.frontend.ptq import PTQ_METHODS, adaround
+
+    opts = _options(options)
+    if opts.ptq not in PTQ_METHODS:
+        raise ValueError(f"unknown PTQ method '{opts.ptq}' (expected one of {PTQ_METHODS})")
+    fq = build_fake_quant(model, calib, opts)
+    if opts.ptq == "adaround":
+        adaround(fq, calib, log=log)
     calibrate(fq, calib)
     return QuantizedModel(fq.eval())
 

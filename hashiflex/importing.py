@@ -27,11 +27,15 @@ def import_model(
     exp_bits: int | None = None,
     prune: float | None = None,
     npu_weight_bits: int | None = None,
+    ptq: str | None = None,
     progress: Progress = QUIET,
 ):
     """
     Quantise a model and build its layer-level po2 IR; returns (ModuleOp, QuantizedModel).
     A quantisation option left at None takes its default from `quant.QuantOptions`.
+
+    A SPEC ending in .pt is a `hashiflex train` checkpoint: its network is rebuilt exactly
+    (hashiflex/train.py) and the quantisation options are the ones it was trained with.
     """
     import torch
 
@@ -39,9 +43,28 @@ def import_model(
     from hashiflex.frontend.importer import ImportError_, graph_to_po2
     from xdsl.utils.exceptions import DiagnosticException
 
-    given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits)
+    from hashiflex import train
+    from hashiflex.frontend.ptq import PTQ_METHODS
+
+    given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits,
+                 ptq=ptq)
     options = quant.QuantOptions(**{key: value for key, value in given.items() if value is not None})
     check_quant_options(options.act_bits, options.exp_bits, options.prune, options.weight_bits)
+    if options.ptq not in PTQ_METHODS:
+        raise InputError(f"--ptq must be one of {', '.join(PTQ_METHODS)}, got '{options.ptq}'")
+    if train.is_checkpoint_spec(spec):
+        with progress.step(f"loading the checkpoint {spec}"):
+            name, quantized, record = train.load_checkpoint(spec)
+        # An option the user gave that differs from the checkpoint's is refused: the trained
+        # network's quantisation is fixed.
+        clash = [k for k, v in given.items() if k != "ptq" and v is not None
+                 and v != record["options"].get(k)]
+        if clash:
+            raise InputError(f"the checkpoint '{spec}' was trained with {clash[0]}="
+                             f"{record['options'][clash[0]]}; its quantisation options are fixed")
+        module = graph_to_po2(quantized.graph, name)
+        check_int64_range(module)
+        return module, quantized
     loaded = load_model(spec, parse_shape(input_shape))
     if isinstance(calib, np.ndarray):
         calib_images = check_images(calib, "calibration data", loaded.input_shape)

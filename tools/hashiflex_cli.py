@@ -5,14 +5,15 @@
     hashiflex import SPEC --out FILE.mlir [--calib X.npy] [quantisation options]
     hashiflex golden FILE.mlir --inputs X.npy --out Y.npz
     hashiflex compile SPEC --out DIR [--calib X.npy] [--clock-mhz 1000] [...]
+    hashiflex train SPEC --data X.npy --labels y.npy --out CKPT.pt [--epochs 10] [...]
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
     hashiflex finetune DIR --data X.npy --labels y.npy --out W.npz
     hashiflex program DIR W.npz --out LOAD
     hashiflex synth DIR [--jobs N] [--modules A,B] [--liberty FILE]
     hashiflex demo
 
-SPEC is `path/to/file.py:factory` (a function returning a float nn.Module) or the name of a
-shipped example (`hashiflex examples` lists them).
+SPEC is `path/to/file.py:factory` (a function returning a float nn.Module), the name of a
+shipped example (`hashiflex examples` lists them) or a checkpoint written by `hashiflex train`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
     ):
         action = group.add_argument(flag, type=kind, help=f"{text} (default %(quant_default)s)")
         action.quant_default = _QuantDefault(field)
+    action = group.add_argument(
+        "--ptq", choices=("adaround", "nearest"),
+        help="post-training weight rounding: adaptive or nearest power of two "
+             "(default %(quant_default)s)",
+    )
+    action.quant_default = _QuantDefault("ptq")
 
 
 def _quant_kwargs(args: argparse.Namespace) -> dict:
@@ -64,7 +71,17 @@ def _quant_kwargs(args: argparse.Namespace) -> dict:
         exp_bits=args.exp_bits,
         prune=args.prune,
         npu_weight_bits=args.npu_weight_bits,
+        ptq=args.ptq,
     )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="path/to/file.py:factory or a shipped example name")
+    p.add_argument("--data", type=Path, required=True, help="float32 NxCxHxW .npy")
+    p.add_argument("--labels", type=Path, required=True, help="int labels .npy (N)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of the data held out to measure accuracy (default 0.2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cse-max-depth", type=int, default=2,
         help="adder depth bound of the subexpressions po2-cse shares (default 2: one pipeline stage at the default --levels-per-stage)",
     )
+    _add_quant_options(p)
+
+    p = sub.add_parser("train", help="Po2 quantisation-aware training; writes a checkpoint SPEC")
+    _add_training_options(p)
+    p.add_argument("--out", type=Path, required=True, help="the checkpoint .pt to write")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=64)
     _add_quant_options(p)
 
     p = sub.add_parser("simulate", help="run a compiled design in Verilator")
@@ -168,6 +193,14 @@ def run(args: argparse.Namespace) -> int:
                 cse=args.cse,
                 cse_max_depth=args.cse_max_depth,
                 **_quant_kwargs(args),
+            )
+        case "train":
+            from hashiflex import train
+
+            train.train(
+                args.spec, args.data, args.labels, args.out, epochs=args.epochs, lr=args.lr,
+                batch_size=args.batch_size, seed=args.seed, val_fraction=args.val_fraction,
+                progress=progress, **_quant_kwargs(args),
             )
         case "simulate":
             result = api.simulate(
