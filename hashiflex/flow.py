@@ -84,7 +84,6 @@ def lower_and_emit(
     stays in `module` (its convs are not replaced); the hw modules are not kept.
     """
     from xdsl.context import Context
-    from xdsl.dialects import func
     from xdsl.utils.exceptions import DiagnosticException
 
     from hashiflex.backends.hw_printer import print_hw_op
@@ -100,10 +99,10 @@ def lower_and_emit(
 
     out_dir = Path(out_dir)
     timer = _Timer()
-    funcs = [f for f in module.ops if isinstance(f, func.FuncOp)]
-    if len(funcs) != 1:
-        raise ModelError(f"po2-to-hw: expects exactly one func.func, found {len(funcs)}")
-    fn = funcs[0]
+    try:
+        fn = po2.network_func(module)
+    except ValueError as err:
+        raise ModelError(f"po2-to-hw: {err}") from None
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     _unroll, canonicalize, _infer_widths, to_hw = hardening_pipeline(
         levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
