@@ -74,7 +74,6 @@ from hashiflex.golden.semantics import (
     Format,
     avgpool_constants,
     bits_for_range,
-    clamp_bounds,
     conv_shift,
     npu_logit_bits,
     type_range,
