@@ -23,13 +23,14 @@ overflow is rejected.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
+    I64,
     DenseIntOrFPElementsAttr,
     IntAttr,
     IntegerAttr,
@@ -73,7 +74,6 @@ from hashiflex.golden.semantics import (
     Format,
     avgpool_constants,
     bits_for_range,
-    clamp_bounds,
     conv_shift,
     npu_logit_bits,
     type_range,
@@ -219,6 +219,54 @@ def network_func(module: ModuleOp, func_name: str | None = None) -> func.FuncOp:
     return funcs[0]
 
 
+def _int_prop(op: Operation, key: str) -> int:
+    attr = op.properties[key]
+    assert isinstance(attr, IntegerAttr)
+    return attr.value.data
+
+
+def _array_prop(op: Operation, key: str) -> tuple[int, ...]:
+    attr = op.properties[key]
+    assert isinstance(attr, DenseArrayBase)
+    return tuple(attr.iter_values())
+
+
+def _str_prop(op: Operation, key: str) -> str:
+    attr = op.properties[key]
+    assert isinstance(attr, StringAttr)
+    return attr.data
+
+
+# Typed accessors of properties. Each property `key` is declared twice on an op: its
+# attribute, `key_attr = prop_def(..., prop_name="key")` (what the IR holds, named `key` in
+# the text), and its Python value, `key: int = int_property("key")`, so that callers read
+# `op.stride` as (2, 2) rather than unpacking attributes. Returning Any lets each op
+# annotate its own accessor's type in one line.
+
+
+def int_property(key: str) -> Any:
+    """A read-only accessor: the i64 property `key` as an int."""
+    return property(lambda op: _int_prop(op, key), doc=f"The `{key}` property as an int.")
+
+
+def ints_property(key: str) -> Any:
+    """A read-only accessor: the i64 array property `key` as a tuple of ints."""
+    return property(lambda op: _array_prop(op, key), doc=f"The `{key}` property as a tuple of ints.")
+
+
+def str_property(key: str) -> Any:
+    """A read-only accessor: the string property `key` as a str."""
+    return property(lambda op: _str_prop(op, key), doc=f"The `{key}` property as a str.")
+
+
+def tensor_property(key: str) -> Any:
+    """A read-only accessor: the dense integer tensor property `key` as an int64 array."""
+    return property(lambda op: dense_to_numpy(op.properties[key]), doc=f"The `{key}` tensor as int64.")
+
+
+I64Array = DenseArrayBase.constr(i64)
+
+
 class LayerOp(IRDLOperation):
     """
     Base of the layer-level ops: every one names the model layer it came from (the fx node),
@@ -227,14 +275,15 @@ class LayerOp(IRDLOperation):
         %y = po2.<op> "layer.name" %operands {key = value ...} : in types -> out type
     """
 
-    layer = prop_def(StringAttr)
+    layer_attr = prop_def(StringAttr, prop_name="layer")
+    layer: str = str_property("layer")
 
     # Properties printed as `key value` pairs, in this order (subclasses set them).
     PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ()
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
-        printer.print_string_literal(self.layer.data)
+        printer.print_string_literal(self.layer)
         printer.print_string(" ")
         printer.print_list(self.operands, printer.print_operand)
         for key in self.PRINTED_PROPERTIES:
@@ -310,18 +359,6 @@ def _parse_property(parser: Parser) -> Attribute:
     return parser.parse_attribute()
 
 
-def _int_prop(op: Operation, key: str) -> int:
-    attr = op.properties[key]
-    assert isinstance(attr, IntegerAttr)
-    return attr.value.data
-
-
-def _array_prop(op: Operation, key: str) -> tuple[int, ...]:
-    attr = op.properties[key]
-    assert isinstance(attr, DenseArrayBase)
-    return tuple(attr.iter_values())
-
-
 def _check_act(op: LayerOp, act: str) -> None:
     if act not in ACTIVATIONS:
         raise VerifyException(
@@ -334,53 +371,66 @@ def _check_act(op: LayerOp, act: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-class ConvLikeOp(LayerOp):
-    """Geometry shared by po2.conv2d and po2.unrolled_conv2d."""
+class UnaryLayerOp(LayerOp):
+    """Base of the layer ops from one activation tensor to one."""
 
     input = operand_def(ActType)
     output = result_def(ActType)
-    kernel = prop_def(DenseArrayBase)
-    stride = prop_def(DenseArrayBase)
-    padding = prop_def(DenseArrayBase)
-    groups = prop_def(IntegerAttr)
-    act = prop_def(StringAttr)
 
-    @property
-    def kernel_hw(self) -> tuple[int, int]:
-        kh, kw = _array_prop(self, "kernel")
-        return kh, kw
 
-    @property
-    def stride_hw(self) -> tuple[int, int]:
-        sh, sw = _array_prop(self, "stride")
-        return sh, sw
+class ConvLikeOp(UnaryLayerOp):
+    """Geometry shared by po2.conv2d and po2.unrolled_conv2d."""
 
-    @property
-    def pads(self) -> tuple[int, int, int, int]:
-        """(top, left, bottom, right)."""
-        top, left, bottom, right = _array_prop(self, "padding")
-        return top, left, bottom, right
+    kernel_attr = prop_def(I64Array, prop_name="kernel")
+    stride_attr = prop_def(I64Array, prop_name="stride")
+    padding_attr = prop_def(I64Array, prop_name="padding")
+    groups_attr = prop_def(IntegerAttr[I64], prop_name="groups")
+    act_attr = prop_def(StringAttr, prop_name="act")
 
-    @property
-    def num_groups(self) -> int:
-        return _int_prop(self, "groups")
+    kernel: tuple[int, int] = ints_property("kernel")
+    """(height, width) of the window."""
+    stride: tuple[int, int] = ints_property("stride")
+    """(vertical, horizontal) step of the window."""
+    padding: tuple[int, int, int, int] = ints_property("padding")
+    """Zero padding (top, left, bottom, right)."""
+    groups: int = int_property("groups")
+    act: str = str_property("act")
+
+    @staticmethod
+    def geometry_properties(
+        layer: str,
+        kernel: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        groups: int,
+        act: str,
+    ) -> dict[str, Attribute]:
+        """The properties both conv ops hold, as attributes."""
+        return {
+            "layer": StringAttr(layer),
+            "kernel": _int_array(kernel),
+            "stride": _int_array(stride),
+            "padding": _int_array(padding),
+            "groups": IntegerAttr(groups, i64),
+            "act": StringAttr(act),
+        }
 
     def verify_geometry(self) -> None:
         where = f"{self.name} {_layer_of(self)}"
         in_t, out_t = _act(self.input, "input", self), _act(self.output, "result", self)
         if len(in_t.dims) != 3 or len(out_t.dims) != 3:
             raise VerifyException(f"{where}: input and result must be CxHxW tensors")
-        if len(_array_prop(self, "kernel")) != 2 or len(_array_prop(self, "stride")) != 2:
+        if len(self.kernel) != 2 or len(self.stride) != 2:
             raise VerifyException(f"{where}: kernel and stride need two values (h, w)")
-        if len(_array_prop(self, "padding")) != 4:
+        if len(self.padding) != 4:
             raise VerifyException(f"{where}: padding needs four values (top, left, bottom, right)")
-        (kh, kw), (sh, sw), pads = self.kernel_hw, self.stride_hw, self.pads
+        (kh, kw), (sh, sw), pads = self.kernel, self.stride, self.padding
         if min(kh, kw, sh, sw) < 1 or min(pads) < 0:
             raise VerifyException(f"{where}: kernel and stride must be >= 1, padding >= 0")
-        _check_act(self, self.act.data)
+        _check_act(self, self.act)
         cin, h, w = in_t.dims
         cout, oh, ow = out_t.dims
-        groups = self.num_groups
+        groups = self.groups
         if groups < 1 or cin % groups or cout % groups:
             raise VerifyException(
                 f"{where}: groups={groups} must divide input channels {cin} and output channels {cout}"
@@ -405,11 +455,18 @@ class Conv2dOp(ConvLikeOp):
 
     name = "po2.conv2d"
 
-    weights = prop_def(DenseIntOrFPElementsAttr)
-    exp_bits = prop_def(IntegerAttr)
-    exp_base = prop_def(DenseArrayBase)
-    bias = prop_def(DenseArrayBase)
-    shift = prop_def(DenseArrayBase)
+    weights_attr = prop_def(DenseIntOrFPElementsAttr, prop_name="weights")
+    exp_bits_attr = prop_def(IntegerAttr[I64], prop_name="exp_bits")
+    exp_base_attr = prop_def(I64Array, prop_name="exp_base")
+    bias_attr = prop_def(I64Array, prop_name="bias")
+    shift_attr = prop_def(I64Array, prop_name="shift")
+
+    weight_codes: np.ndarray = tensor_property("weights")
+    """The codes, int64 (out channels, in channels / groups, kernel h, kernel w)."""
+    exp_bits: int = int_property("exp_bits")
+    exp_base: tuple[int, ...] = ints_property("exp_base")
+    bias: tuple[int, ...] = ints_property("bias")
+    shift: tuple[int, ...] = ints_property("shift")
 
     traits = traits_def(Pure())
 
@@ -441,12 +498,7 @@ class Conv2dOp(ConvLikeOp):
             operands=[input],
             result_types=[result_type],
             properties={
-                "layer": StringAttr(layer),
-                "kernel": _int_array(weights.shape[2:]),
-                "stride": _int_array(stride),
-                "padding": _int_array(padding),
-                "groups": IntegerAttr(groups, i64),
-                "act": StringAttr(act),
+                **self.geometry_properties(layer, weights.shape[2:], stride, padding, groups, act),
                 "exp_bits": IntegerAttr(exp_bits, i64),
                 "exp_base": _int_array(exp_base),
                 "shift": _int_array(shifts),
@@ -455,42 +507,39 @@ class Conv2dOp(ConvLikeOp):
             },
         )
 
-    def weight_codes(self) -> np.ndarray:
-        return dense_to_numpy(self.weights)
-
     def verify_(self) -> None:
         self.verify_geometry()
         where = f"{self.name} {_layer_of(self)}"
         in_t, out_t = _act(self.input, "input", self), _act(self.output, "result", self)
-        cin, cout, groups = in_t.dims[0], out_t.dims[0], self.num_groups
-        expected = (cout, cin // groups, *self.kernel_hw)
-        shape = tuple(self.weights.get_shape())
+        cin, cout, groups = in_t.dims[0], out_t.dims[0], self.groups
+        expected = (cout, cin // groups, *self.kernel)
+        shape = tuple(self.weights_attr.get_shape())
         if shape != expected:
             raise VerifyException(
                 f"{where}: weights have shape {list(shape)}, expected {list(expected)} "
                 f"(out channels, in channels / groups, kernel h, kernel w)"
             )
-        elt = self.weights.get_element_type()
+        elt = self.weights_attr.get_element_type()
         if not isinstance(elt, IntegerType) or elt.width.data != 8:
             raise VerifyException(f"{where}: weight codes must be i8")
-        exp_bits = _int_prop(self, "exp_bits")
+        exp_bits = self.exp_bits
         if not 1 <= exp_bits <= 6:
             raise VerifyException(f"{where}: exp_bits={exp_bits} must be in 1..6")
         max_code = 1 << exp_bits
-        codes = self.weight_codes()
+        codes = self.weight_codes
         if codes.size and np.abs(codes).max() > max_code:
             o, i, y, x = np.unravel_index(np.argmax(np.abs(codes)), codes.shape)
             raise VerifyException(
                 f"{where}: weight code {codes[o, i, y, x]} at [{o}, {i}, {y}, {x}] is outside "
                 f"the {exp_bits}-bit exponent code range -{max_code}..{max_code}"
             )
-        for key in ("exp_base", "bias", "shift"):
-            if len(_array_prop(self, key)) != cout:
+        for key, values in (("exp_base", self.exp_base), ("bias", self.bias), ("shift", self.shift)):
+            if len(values) != cout:
                 raise VerifyException(
-                    f"{where}: {key} has {len(_array_prop(self, key))} values, expected one per "
+                    f"{where}: {key} has {len(values)} values, expected one per "
                     f"output channel ({cout})"
                 )
-        for o, (e, s) in enumerate(zip(_array_prop(self, "exp_base"), _array_prop(self, "shift"))):
+        for o, (e, s) in enumerate(zip(self.exp_base, self.shift)):
             expected_shift = conv_shift(in_t.fmt.frac, out_t.fmt.frac, e)
             if s != expected_shift:
                 raise VerifyException(
@@ -499,29 +548,39 @@ class Conv2dOp(ConvLikeOp):
                 )
 
 
+class ActivatedLayerOp(LayerOp):
+    """Base of the element-wise layer ops that requantise into their result's format."""
+
+    output = result_def(ActType)
+    act_attr = prop_def(StringAttr, prop_name="act")
+
+    act: str = str_property("act")
+
+    traits = traits_def(Pure())
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("act",)
+
+    def __init__(self, layer: str, operands: Sequence[SSAValue], result_type: ActType, act: str):
+        super().__init__(
+            operands=operands,
+            result_types=[result_type],
+            properties={"layer": StringAttr(layer), "act": StringAttr(act)},
+        )
+
+
 @irdl_op_definition
-class ResidualAddOp(LayerOp):
+class ResidualAddOp(ActivatedLayerOp):
     """Align two tensors' scales by shifts, add exactly, requantise (semantics: Residual add)."""
 
     name = "po2.residual_add"
 
     lhs = operand_def(ActType)
     rhs = operand_def(ActType)
-    output = result_def(ActType)
-    act = prop_def(StringAttr)
-
-    traits = traits_def(Pure())
-    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("act",)
 
     def __init__(self, layer: str, lhs: SSAValue, rhs: SSAValue, result_type: ActType, act: str = "none"):
-        super().__init__(
-            operands=[lhs, rhs],
-            result_types=[result_type],
-            properties={"layer": StringAttr(layer), "act": StringAttr(act)},
-        )
+        super().__init__(layer, [lhs, rhs], result_type, act)
 
     def verify_(self) -> None:
-        _check_act(self, self.act.data)
+        _check_act(self, self.act)
         a, b = _act(self.lhs, "lhs", self), _act(self.rhs, "rhs", self)
         y = _act(self.output, "result", self)
         if not (a.dims == b.dims == y.dims):
@@ -532,27 +591,18 @@ class ResidualAddOp(LayerOp):
 
 
 @irdl_op_definition
-class RequantOp(LayerOp):
+class RequantOp(ActivatedLayerOp):
     """Change a tensor's format: round, shift, saturate, clamp (semantics: Requantise)."""
 
     name = "po2.requant"
 
     input = operand_def(ActType)
-    output = result_def(ActType)
-    act = prop_def(StringAttr)
-
-    traits = traits_def(Pure())
-    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("act",)
 
     def __init__(self, layer: str, input: SSAValue, result_type: ActType, act: str = "none"):
-        super().__init__(
-            operands=[input],
-            result_types=[result_type],
-            properties={"layer": StringAttr(layer), "act": StringAttr(act)},
-        )
+        super().__init__(layer, [input], result_type, act)
 
     def verify_(self) -> None:
-        _check_act(self, self.act.data)
+        _check_act(self, self.act)
         x, y = _act(self.input, "input", self), _act(self.output, "result", self)
         if x.dims != y.dims:
             raise VerifyException(
@@ -562,15 +612,16 @@ class RequantOp(LayerOp):
 
 
 @irdl_op_definition
-class AvgPoolOp(LayerOp):
+class AvgPoolOp(UnaryLayerOp):
     """Global average pool CxHxW -> Cx1x1 by a sum and a constant multiply and shift."""
 
     name = "po2.avgpool"
 
-    input = operand_def(ActType)
-    output = result_def(ActType)
-    multiplier = prop_def(IntegerAttr)
-    shift = prop_def(IntegerAttr)
+    multiplier_attr = prop_def(IntegerAttr[I64], prop_name="multiplier")
+    shift_attr = prop_def(IntegerAttr[I64], prop_name="shift")
+
+    multiplier: int = int_property("multiplier")
+    shift: int = int_property("shift")
 
     traits = traits_def(Pure())
     PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("multiplier", "shift")
@@ -597,7 +648,7 @@ class AvgPoolOp(LayerOp):
                 f"{where}: global pooling maps CxHxW to Cx1x1, got {list(x.dims)} -> {list(y.dims)}"
             )
         expected = avgpool_constants(x.dims[1] * x.dims[2])
-        got = (_int_prop(self, "multiplier"), _int_prop(self, "shift"))
+        got = (self.multiplier, self.shift)
         if got != expected:
             raise VerifyException(
                 f"{where}: multiplier/shift {got} differ from the semantics' constants "
@@ -606,13 +657,10 @@ class AvgPoolOp(LayerOp):
 
 
 @irdl_op_definition
-class FlattenOp(LayerOp):
+class FlattenOp(UnaryLayerOp):
     """CxHxW -> (C*H*W) in torch order; the format is unchanged."""
 
     name = "po2.flatten"
-
-    input = operand_def(ActType)
-    output = result_def(ActType)
 
     traits = traits_def(Pure())
 
@@ -635,7 +683,7 @@ class FlattenOp(LayerOp):
 
 
 @irdl_op_definition
-class NpuLinearOp(LayerOp):
+class NpuLinearOp(UnaryLayerOp):
     """
     The classifier on the reprogrammable NPU. Its weights are not frozen: `slot` names the
     weight memory that the chip's write port loads. `weights`/`bias` are the initial
@@ -646,14 +694,20 @@ class NpuLinearOp(LayerOp):
 
     name = "po2.npu_linear"
 
-    input = operand_def(ActType)
-    output = result_def(ActType)
-    slot = prop_def(StringAttr)
-    weight_bits = prop_def(IntegerAttr)
-    weight_frac = prop_def(IntegerAttr)
-    bias_bits = prop_def(IntegerAttr)
-    weights = prop_def(DenseIntOrFPElementsAttr)
-    bias = prop_def(DenseArrayBase)
+    slot_attr = prop_def(StringAttr, prop_name="slot")
+    weight_bits_attr = prop_def(IntegerAttr[I64], prop_name="weight_bits")
+    weight_frac_attr = prop_def(IntegerAttr[I64], prop_name="weight_frac")
+    bias_bits_attr = prop_def(IntegerAttr[I64], prop_name="bias_bits")
+    weights_attr = prop_def(DenseIntOrFPElementsAttr, prop_name="weights")
+    bias_attr = prop_def(I64Array, prop_name="bias")
+
+    slot: str = str_property("slot")
+    weight_bits: int = int_property("weight_bits")
+    weight_frac: int = int_property("weight_frac")
+    bias_bits: int = int_property("bias_bits")
+    weight_matrix: np.ndarray = tensor_property("weights")
+    """The initial weights, int64 (outputs, inputs)."""
+    bias: tuple[int, ...] = ints_property("bias")
 
     traits = traits_def(Pure())
     PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("slot", "weight_bits", "weight_frac", "bias_bits", "bias", "weights")
@@ -690,36 +744,33 @@ class NpuLinearOp(LayerOp):
             },
         )
 
-    def weight_matrix(self) -> np.ndarray:
-        return dense_to_numpy(self.weights)
-
     def verify_(self) -> None:
         where = f"{self.name} {_layer_of(self)}"
         x, y = _act(self.input, "input", self), _act(self.output, "result", self)
         if len(x.dims) != 1:
             raise VerifyException(f"{where}: input must be a vector (flatten first), got {list(x.dims)}")
-        shape = tuple(self.weights.get_shape())
+        shape = tuple(self.weights_attr.get_shape())
         if len(shape) != 2 or shape[1] != x.dims[0] or (shape[0],) != y.dims:
             raise VerifyException(
                 f"{where}: weights {list(shape)} must be [outputs {y.dims[0]}, inputs {x.dims[0]}]"
             )
-        wbits, bbits = _int_prop(self, "weight_bits"), _int_prop(self, "bias_bits")
+        wbits, bbits = self.weight_bits, self.bias_bits
         if not (2 <= wbits <= 32 and 2 <= bbits <= 48):
             raise VerifyException(f"{where}: weight_bits {wbits} / bias_bits {bbits} out of range")
         w_lo, w_hi = type_range(wbits, True)
-        weights = self.weight_matrix()
+        weights = self.weight_matrix
         if weights.size and (weights.min() < w_lo or weights.max() > w_hi):
             raise VerifyException(
                 f"{where}: a weight lies outside the NPU's {wbits}-bit range [{w_lo}, {w_hi}]"
             )
-        bias = _array_prop(self, "bias")
+        bias = self.bias
         b_lo, b_hi = type_range(bbits, True)
         if len(bias) != y.dims[0] or any(not b_lo <= b <= b_hi for b in bias):
             raise VerifyException(
                 f"{where}: bias needs {y.dims[0]} values in the {bbits}-bit range [{b_lo}, {b_hi}]"
             )
         need = npu_logit_bits(x.dims[0], x.fmt, wbits, bbits)
-        expected_frac = x.fmt.frac + _int_prop(self, "weight_frac")
+        expected_frac = x.fmt.frac + self.weight_frac
         if not y.fmt.signed or y.fmt.bits < need or y.fmt.frac != expected_frac:
             raise VerifyException(
                 f"{where}: logits must be signed with at least {need} bits and frac "
@@ -751,9 +802,9 @@ def value_range(value: SSAValue) -> tuple[int, int]:
     """
     owner = value.owner
     if isinstance(owner, ConstOp):
-        return owner.value.value.data, owner.value.value.data
+        return owner.value, owner.value
     if isinstance(owner, RescaleOp):
-        return owner.lo.value.data, owner.hi.value.data
+        return owner.lo, owner.hi
     typ = value.type
     assert isinstance(typ, IntegerType)
     return int_type_range(typ)
@@ -789,8 +840,10 @@ class ConstOp(ScalarOp):
 
     name = "po2.const"
 
-    value = prop_def(IntegerAttr)
+    value_attr = prop_def(IntegerAttr[I64], prop_name="value")
     result = result_def(IntegerType)
+
+    value: int = int_property("value")
 
     traits = traits_def(Pure())
 
@@ -799,10 +852,10 @@ class ConstOp(ScalarOp):
         super().__init__(result_types=[typ], properties={"value": IntegerAttr(value, i64)})
 
     def result_range(self) -> tuple[int, int]:
-        return self.value.value.data, self.value.value.data
+        return self.value, self.value
 
     def print(self, printer: Printer) -> None:
-        printer.print_string(f" {self.value.value.data} : ")
+        printer.print_string(f" {self.value} : ")
         printer.print_attribute(self.result.type)
 
     @classmethod
@@ -815,58 +868,81 @@ class ConstOp(ScalarOp):
         return cls(value, typ)
 
 
-@irdl_op_definition
-class ShlOp(ScalarOp):
-    """Multiply by 2^amount (wiring in hardware): `po2.shl %x, 3 : ui8 -> ui11`."""
-
-    name = "po2.shl"
+class UnaryScalarOp(ScalarOp):
+    """
+    Base of the scalar ops on one operand with integer properties, and their shared custom
+    format: `po2.<op> %x, <properties> : ti -> tr`. Subclasses print and parse the
+    properties part (`print_properties`, `parse_properties`); their constructor takes the
+    operand, the properties' values in that order, then the result type.
+    """
 
     input = operand_def(IntegerType)
-    amount = prop_def(IntegerAttr)
     result = result_def(IntegerType)
 
     traits = traits_def(Pure())
 
-    def __init__(self, input: SSAValue, amount: int, typ: IntegerType | None = None):
-        lo, hi = value_range(input)
-        typ = typ or scalar_type_for_range(lo << amount, hi << amount)
+    def print_properties(self, printer: Printer) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def parse_properties(cls, parser: Parser) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_operand(self.input)
+        self.print_properties(printer)
+        printer.print_string(" : ")
+        printer.print_attribute(self.input.type)
+        printer.print_string(" -> ")
+        printer.print_attribute(self.result.type)
+
+    @classmethod
+    def parse(cls, parser: Parser):
+        operand = parser.parse_unresolved_operand()
+        values = cls.parse_properties(parser)
+        parser.parse_punctuation(":")
+        in_type = parser.parse_type()
+        parser.parse_punctuation("->")
+        out_type = parser.parse_type()
+        (resolved,) = parser.resolve_operands([operand], [in_type], parser.pos)
+        return cls(resolved, *values, typ=out_type)
+
+
+@irdl_op_definition
+class ShlOp(UnaryScalarOp):
+    """Multiply by 2^amount (wiring in hardware): `po2.shl %x, 3 : ui8 -> ui11`."""
+
+    name = "po2.shl"
+
+    amount_attr = prop_def(IntegerAttr[I64], prop_name="amount")
+
+    amount: int = int_property("amount")
+
+    def __init__(self, input: SSAValue, amount: int, typ: Attribute | None = None):
+        if typ is None:
+            lo, hi = value_range(input)
+            typ = scalar_type_for_range(lo << amount, hi << amount)
         super().__init__(
             operands=[input], result_types=[typ], properties={"amount": IntegerAttr(amount, i64)}
         )
 
     def result_range(self) -> tuple[int, int]:
         lo, hi = value_range(self.input)
-        return lo << self.amount.value.data, hi << self.amount.value.data
+        return lo << self.amount, hi << self.amount
 
     def verify_(self) -> None:
-        if self.amount.value.data < 0:
-            raise VerifyException(f"po2.shl: shift amount {self.amount.value.data} must be >= 0")
+        if self.amount < 0:
+            raise VerifyException(f"po2.shl: shift amount {self.amount} must be >= 0")
         super().verify_()
 
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_operand(self.input)
-        printer.print_string(f", {self.amount.value.data} : ")
-        printer.print_attribute(self.input.type)
-        printer.print_string(" -> ")
-        printer.print_attribute(self.result.type)
+    def print_properties(self, printer: Printer) -> None:
+        printer.print_string(f", {self.amount}")
 
     @classmethod
-    def parse(cls, parser: Parser) -> ShlOp:
-        operand = parser.parse_unresolved_operand()
+    def parse_properties(cls, parser: Parser) -> tuple[int, ...]:
         parser.parse_punctuation(",")
-        amount = parser.parse_integer(allow_boolean=False)
-        parser.parse_punctuation(":")
-        in_type = parser.parse_type()
-        parser.parse_punctuation("->")
-        out_type = parser.parse_type()
-        (resolved,) = parser.resolve_operands([operand], [in_type], parser.pos)
-        op = cls.create(
-            operands=[resolved],
-            result_types=[out_type],
-            properties={"amount": IntegerAttr(amount, i64)},
-        )
-        return op
+        return (parser.parse_integer(allow_boolean=False),)
 
 
 class NaryScalarOp(ScalarOp):
@@ -904,48 +980,51 @@ class NaryScalarOp(ScalarOp):
         return cls.create(operands=resolved, result_types=[out_type])
 
 
+class BinaryScalarOp(NaryScalarOp):
+    """
+    Base of the exact two-operand ops (like xDSL's BinCombOperation): the result's range is
+    `combine` of the operands' ranges, and by default its type is the narrowest holding it.
+    """
+
+    lhs = operand_def(IntegerType)
+    rhs = operand_def(IntegerType)
+    result = result_def(IntegerType)
+
+    traits = traits_def(Pure())
+
+    @staticmethod
+    def combine(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        """The range of the result from the ranges (lo, hi) of lhs and rhs."""
+        raise NotImplementedError
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, typ: IntegerType | None = None):
+        typ = typ or scalar_type_for_range(*self.combine(value_range(lhs), value_range(rhs)))
+        super().__init__(operands=[lhs, rhs], result_types=[typ])
+
+    def result_range(self) -> tuple[int, int]:
+        return self.combine(value_range(self.lhs), value_range(self.rhs))
+
+
 @irdl_op_definition
-class AddOp(NaryScalarOp):
+class AddOp(BinaryScalarOp):
     """Exact sum of two integers: `po2.add %a, %b : (ui8, si9) -> si10`."""
 
     name = "po2.add"
 
-    lhs = operand_def(IntegerType)
-    rhs = operand_def(IntegerType)
-    result = result_def(IntegerType)
-
-    traits = traits_def(Pure())
-
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, typ: IntegerType | None = None):
-        (a_lo, a_hi), (b_lo, b_hi) = value_range(lhs), value_range(rhs)
-        typ = typ or scalar_type_for_range(a_lo + b_lo, a_hi + b_hi)
-        super().__init__(operands=[lhs, rhs], result_types=[typ])
-
-    def result_range(self) -> tuple[int, int]:
-        (a_lo, a_hi), (b_lo, b_hi) = value_range(self.lhs), value_range(self.rhs)
-        return a_lo + b_lo, a_hi + b_hi
+    @staticmethod
+    def combine(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return a[0] + b[0], a[1] + b[1]
 
 
 @irdl_op_definition
-class SubOp(NaryScalarOp):
+class SubOp(BinaryScalarOp):
     """Exact difference: `po2.sub %a, %b : (ui8, ui8) -> si9`."""
 
     name = "po2.sub"
 
-    lhs = operand_def(IntegerType)
-    rhs = operand_def(IntegerType)
-    result = result_def(IntegerType)
-
-    traits = traits_def(Pure())
-
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, typ: IntegerType | None = None):
-        (a_lo, a_hi), (b_lo, b_hi) = value_range(lhs), value_range(rhs)
-        typ = typ or scalar_type_for_range(a_lo - b_hi, a_hi - b_lo)
-        super().__init__(operands=[lhs, rhs], result_types=[typ])
-
-    def result_range(self) -> tuple[int, int]:
-        (a_lo, a_hi), (b_lo, b_hi) = value_range(self.lhs), value_range(self.rhs)
-        return a_lo - b_hi, a_hi - b_lo
+    @staticmethod
+    def combine(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        return a[0] - b[1], a[1] - b[0]
 
 
 @irdl_op_definition
@@ -1001,7 +1080,7 @@ class SumOp(NaryScalarOp):
 
 
 @irdl_op_definition
-class RescaleOp(ScalarOp):
+class RescaleOp(UnaryScalarOp):
     """
     Requantise one accumulator: `saturate(round_shift(x, shift), lo, hi)` (semantics:
     round half up, then saturate; the clamp includes ReLU/ReLU6).
@@ -1011,15 +1090,15 @@ class RescaleOp(ScalarOp):
 
     name = "po2.rescale"
 
-    input = operand_def(IntegerType)
-    shift = prop_def(IntegerAttr)
-    lo = prop_def(IntegerAttr)
-    hi = prop_def(IntegerAttr)
-    result = result_def(IntegerType)
+    shift_attr = prop_def(IntegerAttr[I64], prop_name="shift")
+    lo_attr = prop_def(IntegerAttr[I64], prop_name="lo")
+    hi_attr = prop_def(IntegerAttr[I64], prop_name="hi")
 
-    traits = traits_def(Pure())
+    shift: int = int_property("shift")
+    lo: int = int_property("lo")
+    hi: int = int_property("hi")
 
-    def __init__(self, input: SSAValue, shift: int, lo: int, hi: int, typ: IntegerType | None = None):
+    def __init__(self, input: SSAValue, shift: int, lo: int, hi: int, typ: Attribute | None = None):
         typ = typ or scalar_type_for_range(lo, hi)
         super().__init__(
             operands=[input],
@@ -1032,28 +1111,18 @@ class RescaleOp(ScalarOp):
         )
 
     def result_range(self) -> tuple[int, int]:
-        return self.lo.value.data, self.hi.value.data
+        return self.lo, self.hi
 
     def verify_(self) -> None:
-        if self.lo.value.data > self.hi.value.data:
-            raise VerifyException(
-                f"po2.rescale: clamp [{self.lo.value.data}, {self.hi.value.data}] is empty"
-            )
+        if self.lo > self.hi:
+            raise VerifyException(f"po2.rescale: clamp [{self.lo}, {self.hi}] is empty")
         super().verify_()
 
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_operand(self.input)
-        printer.print_string(
-            f", {self.shift.value.data} clamp [{self.lo.value.data}, {self.hi.value.data}] : "
-        )
-        printer.print_attribute(self.input.type)
-        printer.print_string(" -> ")
-        printer.print_attribute(self.result.type)
+    def print_properties(self, printer: Printer) -> None:
+        printer.print_string(f", {self.shift} clamp [{self.lo}, {self.hi}]")
 
     @classmethod
-    def parse(cls, parser: Parser) -> RescaleOp:
-        operand = parser.parse_unresolved_operand()
+    def parse_properties(cls, parser: Parser) -> tuple[int, ...]:
         parser.parse_punctuation(",")
         shift = parser.parse_integer(allow_boolean=False)
         parser.parse_keyword("clamp")
@@ -1062,20 +1131,7 @@ class RescaleOp(ScalarOp):
         parser.parse_punctuation(",")
         hi = parser.parse_integer(allow_boolean=False)
         parser.parse_punctuation("]")
-        parser.parse_punctuation(":")
-        in_type = parser.parse_type()
-        parser.parse_punctuation("->")
-        out_type = parser.parse_type()
-        (resolved,) = parser.resolve_operands([operand], [in_type], parser.pos)
-        return cls.create(
-            operands=[resolved],
-            result_types=[out_type],
-            properties={
-                "shift": IntegerAttr(shift, i64),
-                "lo": IntegerAttr(lo, i64),
-                "hi": IntegerAttr(hi, i64),
-            },
-        )
+        return shift, lo, hi
 
 
 @irdl_op_definition
@@ -1127,14 +1183,7 @@ class UnrolledConv2dOp(ConvLikeOp):
         super().__init__(
             operands=[input],
             result_types=[result_type],
-            properties={
-                "layer": StringAttr(layer),
-                "kernel": _int_array(kernel),
-                "stride": _int_array(stride),
-                "padding": _int_array(padding),
-                "groups": IntegerAttr(groups, i64),
-                "act": StringAttr(act),
-            },
+            properties=self.geometry_properties(layer, kernel, stride, padding, groups, act),
             regions=[body],
         )
 
@@ -1142,7 +1191,7 @@ class UnrolledConv2dOp(ConvLikeOp):
         self.verify_geometry()
         where = f"{self.name} {_layer_of(self)}"
         in_t, out_t = _act(self.input, "input", self), _act(self.output, "result", self)
-        kh, kw = self.kernel_hw
+        kh, kw = self.kernel
         block = self.body.block
         expected_args = in_t.dims[0] * kh * kw
         if len(block.args) != expected_args:

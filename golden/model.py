@@ -53,11 +53,11 @@ def input_type(module: ModuleOp) -> po2.ActType:
 
 def conv2d(x: np.ndarray, op: po2.Conv2dOp) -> np.ndarray:
     """(N, Cin, H, W) int64 -> (N, Cout, OH, OW): exact accumulation, then requantise."""
-    weights = decode_weights(op.weight_codes())  # (Cout, Cin/g, KH, KW)
+    weights = decode_weights(op.weight_codes)  # (Cout, Cin/g, KH, KW)
     out_t = op.output.type
     assert isinstance(out_t, po2.ActType)
-    (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel_hw, op.stride_hw, op.pads
-    groups = op.num_groups
+    (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel, op.stride, op.padding
+    groups = op.groups
     n, cin, h, w = x.shape
     cout, oh, ow = out_t.dims
     padded = np.zeros((n, cin, h + top + bottom, w + left + right), dtype=np.int64)
@@ -74,11 +74,11 @@ def conv2d(x: np.ndarray, op: po2.Conv2dOp) -> np.ndarray:
                 acc[:, g * cout_g : (g + 1) * cout_g] += np.einsum(
                     "nchw,oc->nohw", window, wg[:, :, dy, dx], optimize=True
                 )
-    acc += np.asarray(po2._array_prop(op, "bias"), dtype=np.int64)[None, :, None, None]
-    shifts = po2._array_prop(op, "shift")
+    acc += np.asarray(op.bias, dtype=np.int64)[None, :, None, None]
+    shifts = op.shift
     y = np.empty_like(acc)
     for o, shift in enumerate(shifts):
-        y[:, o] = requantize(acc[:, o], shift, out_t.fmt, op.act.data)
+        y[:, o] = requantize(acc[:, o], shift, out_t.fmt, op.act)
     return y
 
 
@@ -87,22 +87,22 @@ def residual_add(a: np.ndarray, b: np.ndarray, op: po2.ResidualAddOp) -> np.ndar
     out = _fmt(op.output)
     common = max(fa, fb)
     total = a * (1 << (common - fa)) + b * (1 << (common - fb))
-    return requantize(total, common - out.frac, out, op.act.data)
+    return requantize(total, common - out.frac, out, op.act)
 
 
 def requant(x: np.ndarray, op: po2.RequantOp) -> np.ndarray:
-    return requantize(x, _fmt(op.input).frac - _fmt(op.output).frac, _fmt(op.output), op.act.data)
+    return requantize(x, _fmt(op.input).frac - _fmt(op.output).frac, _fmt(op.output), op.act)
 
 
 def avgpool(x: np.ndarray, op: po2.AvgPoolOp) -> np.ndarray:
     total = x.sum(axis=(2, 3), keepdims=True)
-    shift = op.shift.value.data + _fmt(op.input).frac - _fmt(op.output).frac
-    return requantize(total * op.multiplier.value.data, shift, _fmt(op.output), "none")
+    shift = op.shift + _fmt(op.input).frac - _fmt(op.output).frac
+    return requantize(total * op.multiplier, shift, _fmt(op.output), "none")
 
 
 def npu_linear(x: np.ndarray, op: po2.NpuLinearOp, weights=None, bias=None) -> np.ndarray:
-    w = op.weight_matrix() if weights is None else np.asarray(weights, dtype=np.int64)
-    b = np.asarray(po2._array_prop(op, "bias") if bias is None else bias, dtype=np.int64)
+    w = op.weight_matrix if weights is None else np.asarray(weights, dtype=np.int64)
+    b = np.asarray(op.bias if bias is None else bias, dtype=np.int64)
     return x @ w.T + b[None, :]
 
 

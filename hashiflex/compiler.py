@@ -56,8 +56,8 @@ def compile(
         print_ir(module, tmp / "model.po2.mlir")
         np.savez(
             tmp / "params.npz",
-            npu_weights=npu.weight_matrix(),
-            npu_bias=np.asarray(list(npu.bias.iter_values()), dtype=np.int64),
+            npu_weights=npu.weight_matrix,
+            npu_bias=np.asarray(npu.bias, dtype=np.int64),
         )
         # Layer by layer: unroll, lower, print hw IR, emit rtl/<module>.sv, drop (flow.py);
         # byte-identical to lower_to_hw + print_ir + emit_sv_files, one layer's IR at a time.

@@ -120,7 +120,7 @@ def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], 
     weights), the top's ports (for the harness) and the files of the design.
     `network_input` is the po2.act type of the image, `npu` the po2.npu_linear op.
     """
-    classes, features = npu.weights.get_shape()
+    classes, features = npu.weight_matrix.shape
     fmt = network_input.fmt
     return {
         "format": DESIGN_FORMAT,
@@ -132,8 +132,8 @@ def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], 
         "features": features,
         "logit_bits": npu.output.type.fmt.bits,
         "logits_frac": npu.output.type.fmt.frac,
-        "npu_weight_bits": npu.weight_bits.value.data,
-        "npu_bias_bits": npu.bias_bits.value.data,
+        "npu_weight_bits": npu.weight_bits,
+        "npu_bias_bits": npu.bias_bits,
         "ports": ports,
         "files": {
             "sv": [f"rtl/{f.name}" for f in sv_files],

@@ -83,11 +83,11 @@ class _DesignView:
             raise DesignError(f"the design '{self.name}' has no NPU classifier")
         self.npu = ops[0]
         self.in_type = input_type(self.module)
-        self.classes, self.features = self.npu.weights.get_shape()
+        self.classes, self.features = self.npu.weight_matrix.shape
         self.feature_frac = self.npu.input.type.fmt.frac
-        self.weight_bits = self.npu.weight_bits.value.data
-        self.bias_bits = self.npu.bias_bits.value.data
-        self.weight_frac = self.npu.weight_frac.value.data
+        self.weight_bits = self.npu.weight_bits
+        self.bias_bits = self.npu.bias_bits
+        self.weight_frac = self.npu.weight_frac
 
     @property
     def manifest(self) -> dict:
@@ -96,11 +96,9 @@ class _DesignView:
         return {"classes": self.classes, "features": self.features, "npu_bias_bits": self.bias_bits}
 
     def original_weights(self) -> dict:
-        from hashiflex.dialects import po2
-
         return {
-            "weights": self.npu.weight_matrix().astype(np.int64),
-            "bias": np.asarray(po2._array_prop(self.npu, "bias"), dtype=np.int64),
+            "weights": self.npu.weight_matrix.astype(np.int64),
+            "bias": np.asarray(self.npu.bias, dtype=np.int64),
             "weight_frac": self.weight_frac,
         }
 

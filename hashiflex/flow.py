@@ -87,7 +87,6 @@ def lower_and_emit(
     runs po2-cse on each datapath (with `cse_max_depth`), as `api.lower_to_hw` does.
     """
     from xdsl.context import Context
-    from xdsl.dialects import func
     from xdsl.utils.exceptions import DiagnosticException
 
     from hashiflex.backends.hw_printer import print_hw_op
@@ -104,10 +103,10 @@ def lower_and_emit(
 
     out_dir = Path(out_dir)
     timer = _Timer()
-    funcs = [f for f in module.ops if isinstance(f, func.FuncOp)]
-    if len(funcs) != 1:
-        raise ModelError(f"po2-to-hw: expects exactly one func.func, found {len(funcs)}")
-    fn = funcs[0]
+    try:
+        fn = po2.network_func(module)
+    except ValueError as err:
+        raise ModelError(f"po2-to-hw: {err}") from None
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     passes = {p.name: p for p in hardening_pipeline(
         cse=cse, cse_max_depth=cse_max_depth, levels_per_stage=levels_per_stage,

@@ -120,21 +120,21 @@ def check_int64_range(module) -> None:
 
     limit = 1 << 62
     for op in module.walk():
-        layer = getattr(getattr(op, "layer", None), "data", op.name)
+        layer = op.layer if isinstance(op, po2.LayerOp) else op.name
         if isinstance(op, po2.Conv2dOp):
             fmt = op.input.type.fmt
             x_max = max(abs(fmt.lo), abs(fmt.hi))
-            weights = decode_weights(op.weight_codes()).astype(object)
+            weights = decode_weights(op.weight_codes).astype(object)
             w_sum = np.abs(weights).reshape(weights.shape[0], -1).sum(axis=1)
-            bias = po2._array_prop(op, "bias")
-            shifts = po2._array_prop(op, "shift")
+            bias = op.bias
+            shifts = op.shift
             worst = max(x_max * int(w) + abs(int(b)) + (1 << max(int(r), 0))
                         for w, b, r in zip(w_sum, bias, shifts))
         elif isinstance(op, po2.AvgPoolOp):
             fmt = op.input.type.fmt
             _, h, w = op.input.type.dims
-            worst = h * w * max(abs(fmt.lo), abs(fmt.hi)) * op.multiplier.value.data
-            worst += 1 << max(op.shift.value.data + fmt.frac - op.output.type.fmt.frac, 0)
+            worst = h * w * max(abs(fmt.lo), abs(fmt.hi)) * op.multiplier
+            worst += 1 << max(op.shift + fmt.frac - op.output.type.fmt.frac, 0)
         else:
             continue
         if worst >= limit:

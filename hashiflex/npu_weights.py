@@ -32,7 +32,7 @@ def check_npu_weights(module, npu: dict) -> None:
     op = npu_op(module)
     if op is None:
         raise DesignError("the design has no NPU classifier")
-    n, k = op.weights.get_shape()
+    n, k = op.weight_matrix.shape
     w, b = npu["weights"], npu["bias"]
     if w.ndim != 2 or w.shape[1] != k or w.shape[0] > n:
         raise InputError(
@@ -40,15 +40,15 @@ def check_npu_weights(module, npu: dict) -> None:
         )
     if b.shape != (w.shape[0],):
         raise InputError(f"NPU bias has shape {list(b.shape)}; expected [{w.shape[0]}]")
-    w_lo, w_hi = type_range(op.weight_bits.value.data, True)
-    b_lo, b_hi = type_range(op.bias_bits.value.data, True)
+    w_lo, w_hi = type_range(op.weight_bits, True)
+    b_lo, b_hi = type_range(op.bias_bits, True)
     if w.min() < w_lo or w.max() > w_hi:
         raise InputError(
-            f"an NPU weight lies outside the {op.weight_bits.value.data}-bit range [{w_lo}, {w_hi}]"
+            f"an NPU weight lies outside the {op.weight_bits}-bit range [{w_lo}, {w_hi}]"
         )
     if b.min() < b_lo or b.max() > b_hi:
         raise InputError(
-            f"an NPU bias lies outside the {op.bias_bits.value.data}-bit range [{b_lo}, {b_hi}]"
+            f"an NPU bias lies outside the {op.bias_bits}-bit range [{b_lo}, {b_hi}]"
         )
 
 

@@ -143,15 +143,15 @@ class Po2Functions(InterpreterFunctions):
         assert isinstance(out_t, po2.ActType)
         acc = conv2d_accumulate(
             args[0],
-            decode_weights(op.weight_codes()),
-            tuple(op.bias.iter_values()),
-            op.kernel_hw,
-            op.stride_hw,
-            op.pads,
-            op.num_groups,
+            decode_weights(op.weight_codes),
+            op.bias,
+            op.kernel,
+            op.stride,
+            op.padding,
+            op.groups,
             out_t.dims[1:],
         )
-        y = requantize_channels(acc, tuple(op.shift.iter_values()), out_t.fmt, op.act.data)
+        y = requantize_channels(acc, op.shift, out_t.fmt, op.act)
         return (_check_act(op, y),)
 
     @impl(po2.ResidualAddOp)
@@ -162,14 +162,14 @@ class Po2Functions(InterpreterFunctions):
         frac = max(a_t.fmt.frac, b_t.fmt.frac)
         # Alignment is a left shift (round_shift by a non-positive amount is exact).
         s = round_shift(args[0], a_t.fmt.frac - frac) + round_shift(args[1], b_t.fmt.frac - frac)
-        y = requantize(s, frac - y_t.fmt.frac, y_t.fmt, op.act.data)
+        y = requantize(s, frac - y_t.fmt.frac, y_t.fmt, op.act)
         return (_check_act(op, y),)
 
     @impl(po2.RequantOp)
     def run_requant(self, interpreter: Interpreter, op: po2.RequantOp, args: PythonValues):
         x_t, y_t = op.input.type, op.output.type
         assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
-        y = requantize(args[0], x_t.fmt.frac - y_t.fmt.frac, y_t.fmt, op.act.data)
+        y = requantize(args[0], x_t.fmt.frac - y_t.fmt.frac, y_t.fmt, op.act)
         return (_check_act(op, y),)
 
     @impl(po2.AvgPoolOp)
@@ -177,7 +177,7 @@ class Po2Functions(InterpreterFunctions):
         x_t, y_t = op.input.type, op.output.type
         assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
         s = args[0].sum(axis=(2, 3), keepdims=True)
-        mult, shift = op.multiplier.value.data, op.shift.value.data
+        mult, shift = op.multiplier, op.shift
         y = requantize(s * mult, shift + x_t.fmt.frac - y_t.fmt.frac, y_t.fmt, "none")
         return (_check_act(op, y),)
 
@@ -188,8 +188,8 @@ class Po2Functions(InterpreterFunctions):
 
     @impl(po2.NpuLinearOp)
     def run_npu_linear(self, interpreter: Interpreter, op: po2.NpuLinearOp, args: PythonValues):
-        weights = op.weight_matrix()
-        bias = np.asarray(tuple(op.bias.iter_values()), dtype=np.int64)
+        weights = op.weight_matrix
+        bias = np.asarray(op.bias, dtype=np.int64)
         logits = args[0] @ weights.T + bias[None, :]
         return (_check_act(op, logits),)
 
@@ -203,22 +203,22 @@ class Po2Functions(InterpreterFunctions):
         assert isinstance(out_t, po2.ActType)
         x = args[0]
         n, cin = x.shape[:2]
-        (kh, kw), (oh, ow) = op.kernel_hw, out_t.dims[1:]
-        cols = window_views(x, op.kernel_hw, op.stride_hw, op.pads, (oh, ow))
+        (kh, kw), (oh, ow) = op.kernel, out_t.dims[1:]
+        cols = window_views(x, op.kernel, op.stride, op.padding, (oh, ow))
         # Block argument order is (input channel, kernel row, kernel column).
         window = [cols[:, c, i, j] for c in range(cin) for i in range(kh) for j in range(kw)]
-        outputs = interpreter.run_ssacfg_region(op.body, tuple(window), op.layer.data)
+        outputs = interpreter.run_ssacfg_region(op.body, tuple(window), op.layer)
         y = np.stack([np.broadcast_to(v, (n, oh, ow)) for v in outputs], axis=1)
         return (_check_act(op, y.astype(np.int64)),)
 
     @impl(po2.ConstOp)
     def run_const(self, interpreter: Interpreter, op: po2.ConstOp, args: PythonValues):
         # A 0-d array broadcasts against the (N, OH, OW) values.
-        return (_check_scalar(op, np.array(op.value.value.data, dtype=np.int64)),)
+        return (_check_scalar(op, np.array(op.value, dtype=np.int64)),)
 
     @impl(po2.ShlOp)
     def run_shl(self, interpreter: Interpreter, op: po2.ShlOp, args: PythonValues):
-        return (_check_scalar(op, round_shift(args[0], -op.amount.value.data)),)
+        return (_check_scalar(op, round_shift(args[0], -op.amount)),)
 
     @impl(po2.AddOp)
     def run_add(self, interpreter: Interpreter, op: po2.AddOp, args: PythonValues):
@@ -241,7 +241,7 @@ class Po2Functions(InterpreterFunctions):
 
     @impl(po2.RescaleOp)
     def run_rescale(self, interpreter: Interpreter, op: po2.RescaleOp, args: PythonValues):
-        y = saturate(round_shift(args[0], op.shift.value.data), op.lo.value.data, op.hi.value.data)
+        y = saturate(round_shift(args[0], op.shift), op.lo, op.hi)
         return (_check_scalar(op, y),)
 
     @impl_terminator(po2.YieldOp)

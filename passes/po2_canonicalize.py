@@ -42,7 +42,7 @@ from hashiflex.golden.semantics import clamp_bounds
 def _const_value(value: SSAValue) -> int | None:
     """The value of a `po2.const` result, else None."""
     owner = value.owner
-    return owner.value.value.data if isinstance(owner, po2.ConstOp) else None
+    return owner.value if isinstance(owner, po2.ConstOp) else None
 
 
 def _single_use_sum(value: SSAValue) -> po2.SumOp | None:
@@ -58,7 +58,7 @@ class ShlByZero(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: po2.ShlOp, rewriter: PatternRewriter) -> None:
-        if op.amount.value.data == 0:
+        if op.amount == 0:
             rewriter.replace(op, [], [op.input])
 
 
@@ -176,7 +176,7 @@ class NoOpRequant(RewritePattern):
         typ = op.input.type
         if typ != op.output.type or not isinstance(typ, po2.ActType):
             return
-        if clamp_bounds(typ.fmt, op.act.data) == (typ.fmt.lo, typ.fmt.hi):
+        if clamp_bounds(typ.fmt, op.act) == (typ.fmt.lo, typ.fmt.hi):
             rewriter.replace(op, [], [op.input])
 
 

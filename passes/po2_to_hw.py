@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from hashiflex.dialects import po2
 from hashiflex.passes.to_hw import LoweringError, NetworkLowering
 
 
@@ -39,10 +39,10 @@ class Po2ToHwPass(ModulePass):
     npu_lanes: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        funcs = [f for f in op.ops if isinstance(f, func.FuncOp)]
-        if len(funcs) != 1:
-            raise LoweringError(f"po2-to-hw expects exactly one func.func, found {len(funcs)}")
-        fn = funcs[0]
+        try:
+            fn = po2.network_func(op)
+        except ValueError as err:
+            raise LoweringError(f"po2-to-hw: {err}") from None
         modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name).build()
         fn.detach()
         fn.erase()

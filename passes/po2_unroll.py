@@ -105,20 +105,20 @@ def build_datapath(conv: po2.Conv2dOp) -> Region:
     """The single-block region of the unrolled op that replaces `conv`."""
     in_t, out_t = conv.input.type, conv.output.type
     assert isinstance(in_t, po2.ActType) and isinstance(out_t, po2.ActType)
-    cin, cout, groups = in_t.dims[0], out_t.dims[0], conv.num_groups
-    kh, kw = conv.kernel_hw
+    cin, cout, groups = in_t.dims[0], out_t.dims[0], conv.groups
+    kh, kw = conv.kernel
     window = kh * kw
     cin_g, cout_g = cin // groups, cout // groups
 
     in_scalar = po2.scalar_type(in_t.fmt.bits, in_t.fmt.signed)
     out_scalar = po2.scalar_type(out_t.fmt.bits, out_t.fmt.signed)
-    lo, hi = clamp_bounds(out_t.fmt, conv.act.data)
+    lo, hi = clamp_bounds(out_t.fmt, conv.act)
     block = Block(arg_types=[in_scalar] * (cin * window))
     args = block.args
 
-    codes = conv.weight_codes()  # (Cout, Cin_g, KH, KW)
-    bias = tuple(conv.bias.iter_values())
-    shifts = tuple(conv.shift.iter_values())
+    codes = conv.weight_codes  # (Cout, Cin_g, KH, KW)
+    bias = conv.bias
+    shifts = conv.shift
 
     pos_ranges = _sum_ranges(codes, in_scalar, +1)
     neg_ranges = _sum_ranges(codes, in_scalar, -1)
@@ -172,14 +172,14 @@ def unroll_conv(conv: po2.Conv2dOp) -> po2.UnrolledConv2dOp:
     out_t = conv.output.type
     assert isinstance(out_t, po2.ActType)
     return po2.UnrolledConv2dOp(
-        conv.layer.data,
+        conv.layer,
         conv.input,
         out_t,
-        kernel=conv.kernel_hw,
-        stride=conv.stride_hw,
-        padding=conv.pads,
-        groups=conv.num_groups,
-        act=conv.act.data,
+        kernel=conv.kernel,
+        stride=conv.stride,
+        padding=conv.padding,
+        groups=conv.groups,
+        act=conv.act,
         body=build_datapath(conv),
     )
 

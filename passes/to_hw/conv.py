@@ -59,9 +59,9 @@ class ConvGeometry:
     def of(cls, op: po2.UnrolledConv2dOp) -> ConvGeometry:
         c, h, w = act_type(op.input).dims
         _, oh, ow = act_type(op.output).dims
-        (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel_hw, op.stride_hw, op.pads
+        (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel, op.stride, op.padding
         geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow)
-        layer = op.layer.data
+        layer = op.layer
         if left + right >= kw or top + bottom >= kh:
             raise LoweringError(
                 f"layer '{layer}': padding (top {top}, left {left}, bottom {bottom}, right "
@@ -141,13 +141,13 @@ class ConvLowering:
         latency = 1 + lat
         report = {
             "kind": "conv",
-            "layer": self.op.layer.data,
+            "layer": self.op.layer,
             "input_shape": list(act_type(self.op.input).dims),
             "output_shape": list(act_type(self.op.output).dims),
             "kernel": [geo.KH, geo.KW],
             "stride": [geo.sh, geo.sw],
             "padding": [geo.top, geo.left, geo.bottom, geo.right],
-            "groups": self.op.num_groups,
+            "groups": self.op.groups,
             "nonzero_weights": self.nonzero_weights(),
             "adders": hb.stats.adders,
             "register_bits": hb.stats.register_bits,
@@ -287,9 +287,9 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
     env: dict[SSAValue, Sig] = {block.args[i]: s for i, s in inputs.items()}
     for op in block.ops:
         if isinstance(op, po2.ConstOp):
-            env[op.result] = hb.constant(op.value.value.data)
+            env[op.result] = hb.constant(op.value)
         elif isinstance(op, po2.ShlOp):
-            env[op.result] = hb.shl_sig(env[op.input], op.amount.value.data)
+            env[op.result] = hb.shl_sig(env[op.input], op.amount)
         elif isinstance(op, (po2.AddOp, po2.SubOp)):
             a, b = hb.align([env[op.lhs], env[op.rhs]])
             a, b = hb.make_room(a, 1), hb.make_room(b, 1)
@@ -304,7 +304,7 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
             env[op.result] = hb.settle(res)
         elif isinstance(op, po2.RescaleOp):
             x = hb.make_room(env[op.input], 2)
-            res = hb.rescale(x, op.shift.value.data, op.lo.value.data, op.hi.value.data)
+            res = hb.rescale(x, op.shift, op.lo, op.hi)
             env[op.result] = hb.settle(res)
         elif isinstance(op, po2.YieldOp):
             return [env[v] for v in op.values]
@@ -324,5 +324,5 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
 
 
 def reject_layer_level(op: po2.Conv2dOp, name: str, options: LayerOptions) -> LayerHw:
-    raise LoweringError(f"layer '{op.layer.data}': po2.conv2d must be unrolled first "
+    raise LoweringError(f"layer '{op.layer}': po2.conv2d must be unrolled first "
                         f"(run po2-unroll before po2-to-hw)")

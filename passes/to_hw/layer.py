@@ -149,7 +149,7 @@ def layer_report(kind: str, op: po2.LayerOp, hb: HwBuilder, latency: int, **extr
     """The report of a layer without weights (requant, residual add, pooling)."""
     report = {
         "kind": kind,
-        "layer": op.layer.data,
+        "layer": op.layer,
         "input_shape": list(act_type(op.operands[0]).dims),
         "output_shape": list(act_type(op.results[0]).dims),
         "nonzero_weights": 0,

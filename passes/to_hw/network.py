@@ -35,7 +35,7 @@ def lower_flatten(op: po2.FlattenOp, name: str, options: LayerOptions) -> LayerH
     x_t = act_type(op.input)
     if len(x_t.dims) == 3 and x_t.dims[1:] != (1, 1):
         raise LoweringError(
-            f"layer '{op.layer.data}': po2-to-hw flattens only Cx1x1 tensors (after global "
+            f"layer '{op.layer}': po2-to-hw flattens only Cx1x1 tensors (after global "
             f"pooling); got {list(x_t.dims)}")
     return LayerHw(None, 0, None, options.streams[op.input])
 

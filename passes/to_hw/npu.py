@@ -479,7 +479,7 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
     x_t, y_t = act_type(op.input), act_type(op.output)
     k, n = x_t.dims[0], y_t.dims[0]
     lanes = options.npu_lanes or default_lanes(k, n, options.frame_pixels)
-    weight_bits, bias_bits = op.weight_bits.value.data, op.bias_bits.value.data
+    weight_bits, bias_bits = op.weight_bits, op.bias_bits
     module = build_npu_module(
         name,
         in_features=k,
@@ -490,13 +490,13 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
         bias_bits=bias_bits,
         logit_bits=y_t.fmt.bits,
         lanes=lanes,
-        init_weights=op.weight_matrix(),
-        init_bias=np.asarray(po2._array_prop(op, "bias")),
+        init_weights=op.weight_matrix,
+        init_bias=np.asarray(op.bias),
     )
     latency = npu_latency(k, n, lanes)
     report = {
         "kind": "npu",
-        "layer": op.layer.data,
+        "layer": op.layer,
         "input_shape": list(x_t.dims),
         "output_shape": list(y_t.dims),
         "lanes": lanes,

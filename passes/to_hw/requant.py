@@ -16,7 +16,7 @@ def lower(op: po2.RequantOp, name: str, options: LayerOptions) -> LayerHw:
     x_t, y_t = act_type(op.input), act_type(op.output)
     shell, hb = stream_module(name, x_t, y_t, options)
     a = shell.args
-    lo, hi = clamp_bounds(y_t.fmt, op.act.data)
+    lo, hi = clamp_bounds(y_t.fmt, op.act)
     shift = x_t.fmt.frac - y_t.fmt.frac
     channels = []
     for c in range(x_t.dims[0]):

@@ -32,7 +32,7 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
     head_b = fifo_b.connect(a["b_data"], hb.and_(en, a["b_valid"]), pop)
     fa, fb, fy = a_t.fmt.frac, b_t.fmt.frac, y_t.fmt.frac
     frac = max(fa, fb)
-    lo, hi = clamp_bounds(y_t.fmt, op.act.data)
+    lo, hi = clamp_bounds(y_t.fmt, op.act)
     channels = []
     for c in range(y_t.dims[0]):
         xa = hb.shl_sig(input_sig(hb, head_a, a_t.fmt, c), frac - fa)

@@ -276,7 +276,7 @@ def test_spec_file_imports_a_module_beside_it(tmp_path):
     module, _ = api.import_model(f"{tmp_path / 'factory.py'}:make",
                                  calib=np.random.default_rng(0).random((8, 1, 2, 2), np.float32))
     assert sys.path == path_before  # the SPEC's directory is on sys.path only while it loads
-    assert npu_op(module).weights.get_shape() == (3, 8)
+    assert npu_op(module).weight_matrix.shape == (3, 8)
 
 
 @pytest.mark.parametrize("options, needles", [

@@ -26,7 +26,7 @@ def test_tiny_cnn_ir_round_trips_and_runs_the_same():
     parsed = Parser(make_context(), text).parse_module()
     parsed.verify()
     assert _text(parsed) == text
-    layers = [op.layer.data for op in parsed.walk() if isinstance(op, po2.LayerOp)]
+    layers = [op.layer for op in parsed.walk() if isinstance(op, po2.LayerOp)]
     assert layers[0] == quantized.graph[1].name and len(layers) == len(quantized.graph) - 1
     x = np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32)
     x_int = quantize_input(x, quantized.input_format)

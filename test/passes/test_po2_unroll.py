@@ -107,7 +107,7 @@ def test_datapath_structure():
                          exp_base=[0, 0, 0], bias=[0, -5, 9])
     apply(module, Po2UnrollPass())
     unrolled = _unrolled(module)
-    assert unrolled.layer.data == "conv" and unrolled.act.data == "none"
+    assert unrolled.layer == "conv" and unrolled.act == "none"
     block = unrolled.body.block
     ops = list(block.ops)
     # x2 << 1 is built once and shared by channels 0 and 1; code 1 is no shift at all.
@@ -122,9 +122,9 @@ def test_datapath_structure():
     # Channel 1: (x2 << 1) - 5.
     acc1 = ch1.input.owner
     assert isinstance(acc1, po2.SubOp) and acc1.lhs is shls[0].result
-    assert acc1.rhs.owner.value.value.data == 5
+    assert acc1.rhs.owner.value == 5
     # Channel 2 has no weights: rescale(const 9).
-    assert ch2.input.owner.value.value.data == 9
+    assert ch2.input.owner.value == 9
 
 
 def test_unroll_scales():
