@@ -313,12 +313,12 @@ def _linear_forms(block: Block) -> tuple[Terms, list[int], list[po2.RescaleOp]] 
         else:
             op = value.owner
             if isinstance(op, po2.ConstOp):
-                result = ({}, op.value.value.data)
+                result = ({}, op.value)
             elif isinstance(op, po2.ShlOp):
                 inner = form(op.input)
                 if inner is None:
                     return None
-                k = 1 << op.amount.value.data
+                k = 1 << op.amount
                 result = ({i: c * k for i, c in inner[0].items()}, inner[1] * k)
             elif isinstance(op, po2.NegOp):
                 inner = form(op.input)
@@ -452,7 +452,7 @@ def _build_block(block: Block, sharing: Sharing, consts: list[int],
         else:
             acc = make(po2.SubOp, [p[0], n[0]], p[1] - n[2], p[2] - n[1])[0]
         outputs.append(add(po2.RescaleOp(
-            acc, rescale.shift.value.data, rescale.lo.value.data, rescale.hi.value.data,
+            acc, rescale.shift, rescale.lo, rescale.hi,
             rescale.result.type)))
     ops.append(po2.YieldOp(outputs))
     new.add_ops(ops)
@@ -499,7 +499,7 @@ def cse_region(op: po2.UnrolledConv2dOp, max_depth: int = DEFAULT_MAX_DEPTH,
     sharing = share_terms(terms, len(block.args), max_depth, pair_budget)
     before = block_adders(block)
     stats = CseStats(
-        layer=op.layer.data,
+        layer=op.layer,
         adders_before=before,
         adders_after=before,
         shared_terms=len(sharing.a),
