@@ -6,6 +6,7 @@ output with the golden model, each image with the NPU weights current when it en
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,26 @@ def build_simulator(design: Design, progress: Progress = QUIET):
     sv_files = [design.path / f for f in design.manifest["files"]["sv"]]
     try:
         with progress.step("building the Verilator model (cached after the first time)"):
-            return verilator.build(sv_files, design.manifest["top"], ports, design.path / "obj_dir")
+            return verilator.build(sv_files, design.manifest["top"], ports, _build_dir(design))
     except verilator.SimulatorNotFound as error:
         raise ToolchainError(str(error))
     except verilator.BuildError as error:
         raise ToolchainError(f"Verilator failed to build '{design.path}': {str(error).splitlines()[0]}")
+
+
+def _build_dir(design: Design) -> Path:
+    """
+    Where the simulator of `design` is built: its own obj_dir, or, for a design directory
+    this user cannot write (shared, read-only), a directory in the user's cache.
+    """
+    import hashlib
+
+    from hashiflex.backends.verilator import cache_root
+
+    if os.access(design.path, os.W_OK):
+        return design.path / "obj_dir"
+    where = hashlib.sha256(str(design.path.resolve()).encode()).hexdigest()[:16]
+    return cache_root() / "designs" / where
 
 
 def simulate(
