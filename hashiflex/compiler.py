@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hashiflex.design_dir import Design, atomic_dir, design_manifest, print_ir
+from hashiflex.design_dir import (
+    MARKER,
+    MARKER_TEXT,
+    Design,
+    atomic_dir,
+    check_replaceable,
+    design_manifest,
+    print_ir,
+)
 from hashiflex.errors import InputError, ModelError
 from hashiflex.importing import import_model
 from hashiflex.npu_weights import npu_op
@@ -26,10 +34,14 @@ def compile(
     clock_mhz: float = 1000.0,
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
+    force: bool = False,
     progress: Progress = QUIET,
     **quant_options,
 ) -> Design:
-    """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    """
+    Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
+    An existing DIR is replaced only if it is a design directory (or empty), or with `force`.
+    """
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
@@ -38,6 +50,7 @@ def compile(
     if npu_lanes < 0 or levels_per_stage < 1:
         raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
     out = Path(out)
+    check_replaceable(out, force)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
     in_t = input_type(module)
@@ -45,6 +58,7 @@ def compile(
     if npu is None:
         raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
     with atomic_dir(out) as tmp:
+        (tmp / MARKER).write_text(MARKER_TEXT)
         print_ir(module, tmp / "model.po2.mlir")
         np.savez(
             tmp / "params.npz",

@@ -50,9 +50,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
+            # a fresh name for the old directory: never a name the user may already have
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            path.rename(old / path.name)
             tmp.rename(path)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -60,6 +60,58 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+MARKER = ".hashiflex-design"
+MARKER_TEXT = "A design directory written by `hashiflex compile`: the next compile may replace it.\n"
+
+
+def is_design_directory(path: Path) -> bool:
+    """Whether `path` was written by `hashiflex compile` (its marker, or a design.json of ours)."""
+    if (path / MARKER).is_file():
+        return True
+    try:
+        manifest = json.loads((path / "design.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith("hashiflex-design/")
+
+
+def check_replaceable(path: Path | str, force: bool = False) -> None:
+    """
+    `compile --out DIR` replaces DIR whole: allowed for a design directory, an empty
+    directory or a new path; anything else (a user's folder) only with `force`.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise InputError(f"'{path}' exists and is not a directory; give a new path for the design")
+    if force or is_design_directory(path) or not any(path.iterdir()):
+        return
+    raise InputError(
+        f"'{path}' is not a design directory written by hashiflex and is not empty: refusing "
+        "to replace it (give a new path, or --force to replace it with everything in it)"
+    )
+
+
+def check_output_path(out: Path | str | None, inputs: dict[str, Path | str | None]) -> None:
+    """
+    Refuse an output path that is one of the inputs, or lies inside an input directory
+    (a design), or contains an input (`compile --out` around the SPEC file): writing it
+    would destroy what the command reads. `inputs` maps each input's option to its path.
+    """
+    if out is None:
+        return
+    target = Path(out).resolve()
+    for option, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or (source.is_dir() and target.is_relative_to(source)):
+            raise InputError(f"the output '{out}' would overwrite the input {option} '{given}'")
+        if source.is_relative_to(target) and target.is_dir():
+            raise InputError(f"the output '{out}' contains the input {option} '{given}'")
 
 
 def print_ir(module, path: Path | str) -> None:

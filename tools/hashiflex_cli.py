@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile trained PyTorch CNNs into hardened Po2 SystemVerilog accelerators.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    # taken out of argv before parsing (hashiflex.errors.split_debug_flag), so it may come
+    # anywhere on the line; listed here for --help
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, show the Python trace")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("import", help="quantise a model and write its layer-level po2 IR")
@@ -94,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--npu-lanes", type=int, default=0, help="NPU MAC lanes (default: keep up with the pipeline)"
+    )
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace --out even if it is not a design directory written by hashiflex",
     )
     _add_quant_options(p)
 
@@ -133,9 +141,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec_file(spec: str) -> Path | None:
+    """The file of a `path/to/file.py:factory` SPEC (None for a shipped example)."""
+    return Path(spec.rsplit(":", 1)[0]) if ":" in spec else None
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
+    """Every path the command reads, by its option (an output must be none of them)."""
+    match args.command:
+        case "import" | "compile":
+            return {"SPEC": _spec_file(args.spec), "--calib": args.calib}
+        case "golden":
+            return {"IR": args.ir, "--inputs": args.inputs, "--weights": args.weights}
+        case "simulate":
+            return {"DESIGN": args.design, "--inputs": args.inputs, "--weights": args.weights}
+        case "finetune":
+            return {"DESIGN": args.design, "--data": args.data, "--labels": args.labels}
+        case "program":
+            return {"DESIGN": args.design, "WEIGHTS": args.weights}
+    return {}
+
+
 def run(args: argparse.Namespace) -> int:
     from hashiflex import api
+    from hashiflex.design_dir import check_output_path
 
+    check_output_path(getattr(args, "out", None), _inputs(args))
     progress = Progress(enabled=not args.quiet)
     match args.command:
         case "import":
@@ -149,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
                 clock_mhz=args.clock_mhz,
                 levels_per_stage=args.levels_per_stage,
                 npu_lanes=args.npu_lanes,
+                force=args.force,
                 progress=progress,
                 **_quant_kwargs(args),
             )
@@ -181,18 +213,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    from hashiflex.errors import HashiflexError
+    from hashiflex.errors import run_entry_point, split_debug_flag
 
-    try:
-        code = run(args)
-    except HashiflexError as error:
-        print(f"hashiflex {args.command}: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"hashiflex {args.command}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code)
+    argv, debug = split_debug_flag(argv)
+    args = build_parser().parse_args(argv)
+    run_entry_point(f"hashiflex {args.command}", lambda: run(args), debug)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ its source location) and exits non-zero, never with a Python traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -88,6 +91,36 @@ class Po2OptMain(xDSLOptMain):
 
         self.available_frontends["mlir"] = parse_mlir
 
+    def prepare_output(self) -> IO[str]:
+        """
+        `-o FILE` is written atomically: to a temporary file beside it, moved into place only
+        when every chunk was parsed, transformed and printed (`run`). A parse error leaves
+        FILE as it was (xDSL's own driver empties it first); `-o` may name the input file.
+        """
+        self._partial_output = None
+        if self.args.output_file is None:
+            return sys.stdout
+        target = Path(self.args.output_file)
+        if target.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(target))
+        try:
+            fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        except OSError as error:  # name the file asked for, not the temporary one
+            raise type(error)(error.errno, error.strerror, str(target)) from None
+        self._partial_output = Path(partial)
+        return os.fdopen(fd, "w")
+
+    def run(self):
+        try:
+            super().run()
+        except BaseException:
+            if getattr(self, "_partial_output", None) is not None:
+                self._partial_output.unlink(missing_ok=True)
+            raise
+        if self._partial_output is not None:
+            os.chmod(self._partial_output, 0o644)
+            os.replace(self._partial_output, self.args.output_file)
+
     def register_all_passes(self) -> None:
         for name, factory in all_passes().items():
             self.register_pass(name, factory)
@@ -98,6 +131,13 @@ class Po2OptMain(xDSLOptMain):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from hashiflex.errors import run_entry_point, split_debug_flag
+
+    argv, debug = split_debug_flag(argv)
+    run_entry_point("po2-opt", lambda: _run(argv), debug)
+
+
+def _run(argv: list[str]) -> int:
     try:
         Po2OptMain(description="HaShiFlex modular optimiser for po2/hw IR", args=argv).run()
     except (ParseError, DiagnosticException) as error:
@@ -116,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             message += ". Available passes: " + ", ".join(sorted(all_passes()))
         print(f"po2-opt: {message}", file=sys.stderr)
         sys.exit(1)
+    return 0
 
 
 if __name__ == "__main__":
