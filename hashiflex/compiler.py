@@ -7,6 +7,7 @@ lowering and emission layer by layer `flow.py`'s; this module writes the directo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,12 @@ from hashiflex.progress import QUIET, Progress
 from hashiflex.report import build_report
 
 
+# The ranges of compile's numeric options (beyond them a number is a typo, not a design).
+MAX_CLOCK_MHZ = 1e6
+MAX_NPU_LANES = 1 << 20  # more than any NPU's N*K multipliers here; the pass clamps to N*K
+MAX_LEVELS_PER_STAGE = 1024
+
+
 def compile(
     spec: str,
     out: Path | str,
@@ -45,10 +52,13 @@ def compile(
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
-    if clock_mhz <= 0:
-        raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
-    if npu_lanes < 0 or levels_per_stage < 1:
-        raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    # (nan and inf would also make report.json invalid JSON)
+    if not (math.isfinite(clock_mhz) and 0 < clock_mhz <= MAX_CLOCK_MHZ):
+        raise InputError(f"--clock-mhz must be a number in (0, {MAX_CLOCK_MHZ:g}], got {clock_mhz}")
+    if not 0 <= npu_lanes <= MAX_NPU_LANES:
+        raise InputError(f"--npu-lanes must be in 0..{MAX_NPU_LANES} (0: as fast as the pipeline), got {npu_lanes}")
+    if not 1 <= levels_per_stage <= MAX_LEVELS_PER_STAGE:
+        raise InputError(f"--levels-per-stage must be in 1..{MAX_LEVELS_PER_STAGE}, got {levels_per_stage}")
     out = Path(out)
     check_replaceable(out, force)
     module, _ = import_model(spec, progress=progress, **quant_options)

@@ -30,6 +30,11 @@ class LoadedModel:
     example: "object | None" = None  # examples.ExampleSpec
 
 
+# Beyond these an input image is a typo (calibration would need gigabytes, then fail).
+MAX_INPUT_DIM = 4096
+MAX_INPUT_VALUES = 1 << 22
+
+
 def parse_shape(text: str | tuple | None) -> tuple[int, int, int] | None:
     if text is None or isinstance(text, tuple):
         return text
@@ -39,6 +44,11 @@ def parse_shape(text: str | tuple | None) -> tuple[int, int, int] | None:
         raise InputError(f"--input-shape '{text}' is not C,H,W")
     if len(dims) != 3 or min(dims) < 1:
         raise InputError(f"--input-shape '{text}' must be three positive numbers C,H,W")
+    if max(dims) > MAX_INPUT_DIM or dims[0] * dims[1] * dims[2] > MAX_INPUT_VALUES:
+        raise InputError(
+            f"--input-shape '{text}' is too large (at most {MAX_INPUT_DIM} per dimension and "
+            f"{MAX_INPUT_VALUES} values per image)"
+        )
     return dims  # type: ignore[return-value]
 
 

@@ -162,10 +162,29 @@ def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
     return {}
 
 
+# The ranges of the numeric options the API does not check itself (compile's and the
+# quantisation options are checked in hashiflex.compiler / hashiflex.importing).
+NUMERIC_RANGES = {
+    "epochs": ("--epochs", 1, 1_000_000),
+    "seed": ("--seed", 0, 2**32 - 1),
+    "images": ("--images", 0, 1_000_000_000),
+}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    from hashiflex.errors import InputError
+
+    for dest, (flag, lo, hi) in NUMERIC_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is not None and not lo <= value <= hi:
+            raise InputError(f"{flag} must be in {lo}..{hi}, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     from hashiflex import api
     from hashiflex.design_dir import check_output_path
 
+    _check_numbers(args)
     check_output_path(getattr(args, "out", None), _inputs(args))
     progress = Progress(enabled=not args.quiet)
     match args.command:
