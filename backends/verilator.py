@@ -35,6 +35,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -264,8 +265,18 @@ def _after(k: int) -> str:
     return "pre" if k < 0 else str(k)
 
 
+_CPP_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def harness_cpp(top: str, ports: Sequence[Port], config: HarnessConfig) -> str:
     """The C++ main of the streaming harness for `top` (see the module docstring)."""
+    # Names are pasted into C++: only identifiers (a design directory may come from anyone).
+    for name in (top, *(port.name for port in ports)):
+        if not (isinstance(name, str) and _CPP_IDENTIFIER.fullmatch(name)):
+            raise ValueError(f"{name!r} is not a C identifier; refusing to generate the harness")
+    for port in ports:
+        if not (isinstance(port.width, int) and port.width >= 1):
+            raise ValueError(f"port '{port.name}' has width {port.width!r}")
     by_name = {port.name: port for port in ports}
 
     def has(name: str, direction: str) -> bool:
