@@ -22,13 +22,23 @@ from hashiflex.errors import DesignError, InputError
 
 
 @contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OS error creating `path` or its temporary sibling, as an InputError naming `path`."""
+    try:
+        yield
+    except OSError as error:
+        raise InputError(f"cannot write '{path}': {error.strerror or error}") from None
+
+
+@contextmanager
 def atomic_file(path: Path | str, binary: bool = False) -> Iterator[io.IOBase]:
     """Write to a temporary file beside `path` and move it into place only on success."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"'{path}' is a directory, expected a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as stream:
             yield stream
@@ -46,8 +56,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"'{path}' exists and is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o755)
     try:
         yield tmp

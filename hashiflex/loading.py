@@ -117,9 +117,14 @@ def load_npy(path: Path | str, what: str) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{what} file '{path}' does not exist")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise InputError(f"{what} file '{path}' is not a .npy array: {error}")
+        message = " ".join(str(error).split())[:200]
+        raise InputError(f"{what} file '{path}' is not a .npy array: {message}")
+    if not isinstance(array, np.ndarray):  # an .npz archive (np.load opens those too)
+        array.close()
+        raise InputError(f"{what} file '{path}' is an .npz archive; expected one .npy array")
+    return array
 
 
 def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:

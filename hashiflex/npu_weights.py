@@ -61,9 +61,10 @@ def load_weights(path: Path | str) -> dict:
     if not path.is_file():
         raise InputError(f"weights file '{path}' does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("it is a single array (.npy), not an .npz archive")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it is a single array (.npy), not an .npz archive")
+        with data:
             npu = {"weights": data["weights"], "bias": data["bias"]}
             for key in ("weight_frac", "feature_frac"):
                 if key in data.files:

@@ -138,10 +138,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str]) -> int:
+    from hashiflex.backends.sv_emitter import EmitError
+
     try:
         Po2OptMain(description="HaShiFlex modular optimiser for po2/hw IR", args=argv).run()
     except (ParseError, DiagnosticException) as error:
         print(str(error).rstrip(), file=sys.stderr)
+        sys.exit(1)
+    except EmitError as error:  # e.g. -t sv on IR not lowered to hw yet
+        print(f"po2-opt: cannot emit SystemVerilog: {error}", file=sys.stderr)
         sys.exit(1)
     except ArgSpecParseError as error:
         print(f"po2-opt: malformed pass pipeline: {error}", file=sys.stderr)
