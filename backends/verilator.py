@@ -32,14 +32,18 @@ out_valid = 1, then `END <cycles> <pixels accepted> <stall cycles> <outputs>`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -261,8 +265,18 @@ def _after(k: int) -> str:
     return "pre" if k < 0 else str(k)
 
 
+_CPP_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def harness_cpp(top: str, ports: Sequence[Port], config: HarnessConfig) -> str:
     """The C++ main of the streaming harness for `top` (see the module docstring)."""
+    # Names are pasted into C++: only identifiers (a design directory may come from anyone).
+    for name in (top, *(port.name for port in ports)):
+        if not (isinstance(name, str) and _CPP_IDENTIFIER.fullmatch(name)):
+            raise ValueError(f"{name!r} is not a C identifier; refusing to generate the harness")
+    for port in ports:
+        if not (isinstance(port.width, int) and port.width >= 1):
+            raise ValueError(f"port '{port.name}' has width {port.width!r}")
     by_name = {port.name: port for port in ports}
 
     def has(name: str, direction: str) -> bool:
@@ -482,21 +496,24 @@ class Simulator:
         (cycle, [non-valid outputs in port order]) for each cycle with out_valid; the
         summary is left in `self.stats`.
         """
-        stimulus = self.workdir / "stimulus.txt"
-        output = self.workdir / "output.txt"
-        with stimulus.open("w") as out:
-            for value in word_ints(pixels):
-                out.write(f"P {value:x}\n")
-            # k < 0: before streaming (the harness holds the pixels until it is done).
-            controls = [(k, 0, f"W {_after(k)} {addr:x} {data:x}\n") for k, addr, data in writes]
-            controls += [(k, 1, f"S {_after(k)}\n") for k in swaps]
-            for _, _, record in sorted(controls, key=lambda c: (c[0], c[1])):
-                out.write(record)
-        count = len(pixels)
-        if max_cycles is None:
-            max_cycles = 1000 * (count + drain_outputs) + 100_000
-        self.run_files(stimulus, output, drain_outputs, max_cycles)
-        return self.read_output(output)
+        # Each run in its own directory: two runs of one design at a time (two processes,
+        # two threads) must not share the stimulus and output files.
+        with tempfile.TemporaryDirectory(prefix="hashiflex-run-") as run_dir:
+            stimulus = Path(run_dir) / "stimulus.txt"
+            output = Path(run_dir) / "output.txt"
+            with stimulus.open("w") as out:
+                for value in word_ints(pixels):
+                    out.write(f"P {value:x}\n")
+                # k < 0: before streaming (the harness holds the pixels until it is done).
+                controls = [(k, 0, f"W {_after(k)} {addr:x} {data:x}\n") for k, addr, data in writes]
+                controls += [(k, 1, f"S {_after(k)}\n") for k in swaps]
+                for _, _, record in sorted(controls, key=lambda c: (c[0], c[1])):
+                    out.write(record)
+            count = len(pixels)
+            if max_cycles is None:
+                max_cycles = 1000 * (count + drain_outputs) + 100_000
+            self.run_files(stimulus, output, drain_outputs, max_cycles)
+            return self.read_output(output)
 
     def run_files(self, stimulus: Path, output: Path, drain: int, max_cycles: int) -> None:
         """Run the harness on a stimulus file, writing the output file."""
@@ -562,46 +579,94 @@ def build(
     harness = harness_cpp(top, ports, config)
     sources = [Path(p).resolve() for p in sv_files]
     flags = [*VERILATOR_FLAGS, "-j", str(jobs)]
-    stamp = workdir / "build.hash"
     objdir = workdir / "obj_dir"
     binary = objdir / f"V{top}"
     key = _build_hash(sources, top, harness, flags)
     simulator = Simulator(binary, top, ports, config, workdir)
-    if binary.is_file() and stamp.is_file() and stamp.read_text() == key:
-        return simulator
-    main = workdir / "harness_main.cpp"
-    main.write_text(harness)
-    stamp.unlink(missing_ok=True)
-    # Verilate, then run make ourselves (rather than `--build`) so that the precompiled
-    # runtime objects can be dropped in between (see _restore_runtime).
-    verilate = [
-        str(verilator),
-        *flags,
-        "--top-module",
-        top,
-        "--Mdir",
-        str(objdir),
-        "-o",
-        f"V{top}",
-        *map(str, sources),
-        str(main),
-    ]
-    make = ["make", "-C", str(objdir), "-f", f"V{top}.mk", "-j", str(jobs), *MAKE_FLAGS]
-    runtime = _runtime_cache(verilator, [*flags, *MAKE_FLAGS])
-    started = time.monotonic()
-    try:
-        _run_with_progress(verilate, f"verilating '{top}'")
-        _restore_runtime(runtime, objdir)
-        remaining = max(0.0, 1.0 - (time.monotonic() - started))
-        _run_with_progress(make, f"compiling the model of '{top}'", remaining, _make_env())
-    except BaseException:
-        # a half-built object directory (e.g. a missing precompiled header) breaks the
-        # next make: start from scratch next time
-        shutil.rmtree(objdir, ignore_errors=True)
-        raise
-    _save_runtime(objdir, runtime)
-    stamp.write_text(key)
+    # One build at a time per work directory (other processes wait on the lock); a binary
+    # is reused only if this user's cache records it, by its own hash, as built here from
+    # these sources: a binary that came with a design directory, or was replaced since, is
+    # rebuilt, never run.
+    with _build_lock(workdir):
+        if _trusted_binary(binary, key):
+            return simulator
+        main = workdir / "harness_main.cpp"
+        main.write_text(harness)
+        # Verilate, then run make ourselves (rather than `--build`) so that the precompiled
+        # runtime objects can be dropped in between (see _restore_runtime).
+        verilate = [
+            str(verilator),
+            *flags,
+            "--top-module",
+            top,
+            "--Mdir",
+            str(objdir),
+            "-o",
+            f"V{top}",
+            *map(str, sources),
+            str(main),
+        ]
+        make = ["make", "-C", str(objdir), "-f", f"V{top}.mk", "-j", str(jobs), *MAKE_FLAGS]
+        runtime = _runtime_cache(verilator, [*flags, *MAKE_FLAGS])
+        started = time.monotonic()
+        try:
+            _run_with_progress(verilate, f"verilating '{top}'")
+            _restore_runtime(runtime, objdir)
+            remaining = max(0.0, 1.0 - (time.monotonic() - started))
+            _run_with_progress(make, f"compiling the model of '{top}'", remaining, _make_env())
+        except BaseException:
+            # a half-built object directory (e.g. a missing precompiled header) breaks the
+            # next make: start from scratch next time
+            shutil.rmtree(objdir, ignore_errors=True)
+            raise
+        _save_runtime(objdir, runtime)
+        _record_binary(binary, key)
     return simulator
+
+
+def cache_root() -> Path:
+    """This user's cache (HASHIFLEX_CACHE_DIR, else ~/.cache/hashiflex)."""
+    return Path(os.environ.get("HASHIFLEX_CACHE_DIR", Path.home() / ".cache" / "hashiflex"))
+
+
+@contextmanager
+def _build_lock(workdir: Path) -> Iterator[None]:
+    """An exclusive lock on `workdir` while its build is checked and (re)built."""
+    with open(workdir / "build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _binary_record(binary: Path, key: str) -> Path:
+    where = hashlib.sha256(f"{binary.resolve()}\0{key}".encode()).hexdigest()[:32]
+    return cache_root() / "builds" / where
+
+
+def _trusted_binary(binary: Path, key: str) -> bool:
+    record = _binary_record(binary, key)
+    if not (binary.is_file() and record.is_file()):
+        return False
+    return record.read_text().strip() == _file_hash(binary)
+
+
+def _record_binary(binary: Path, key: str) -> None:
+    """Publish (atomically) the hash of a binary just built from the sources hashed in `key`."""
+    record = _binary_record(binary, key)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    partial = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    partial.write_text(_file_hash(binary) + "\n")
+    os.replace(partial, record)
 
 
 def _make_env() -> dict[str, str]:
@@ -618,7 +683,7 @@ _RUNTIME_FILES = ("verilated.o", "verilated.d", "verilated_threads.o", "verilate
 
 
 def _runtime_cache(verilator: Path, flags: Sequence[str]) -> Path:
-    root = Path(os.environ.get("HASHIFLEX_CACHE_DIR", Path.home() / ".cache" / "hashiflex"))
+    root = cache_root()
     digest = hashlib.sha256(
         "\0".join([str(verilator.resolve()), *flags, os.environ.get("CXXFLAGS", "")]).encode()
     ).hexdigest()[:16]

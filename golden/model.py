@@ -111,6 +111,83 @@ def _fmt(value: SSAValue) -> Format:
     return value.type.fmt
 
 
+# Every intermediate value must stay below this magnitude: int64 holds 2^63 - 1, and the
+# bounds below are computed in floating point, so a factor of two is kept as a margin.
+INT64_SAFE = float(1 << 62)
+
+
+def _act_bound(value: SSAValue, where: str) -> float:
+    """The largest magnitude a value of activation type can hold (it is saturated to it)."""
+    fmt = value.type.fmt
+    if fmt.bits > 64 or (fmt.bits == 64 and not fmt.signed):
+        raise GoldenError(f"{where}: format {fmt} does not fit int64, which the golden model computes in")
+    return float(max(abs(fmt.lo), abs(fmt.hi)))
+
+
+def _shifted_bound(bound: float, shift: int) -> float:
+    """The largest intermediate of round_shift(v, shift) for |v| <= bound."""
+    if shift > 0:
+        return bound + 2.0 ** (shift - 1)
+    return bound * 2.0 ** (-shift)
+
+
+def check_int64(module: ModuleOp | FuncOp, npu_weights=None, npu_bias=None) -> None:
+    """
+    Refuse, before computing anything, a network whose exact arithmetic could leave int64
+    (IR that verifies may still ask for it: a requantisation to a 64-bit type, a shift of
+    60, a weight exponent of 70): the golden model would wrap silently. The bound of each
+    op follows from its operand types (values are saturated to their formats) and its
+    constants. Raises GoldenError naming the layer.
+    """
+    func = module if isinstance(module, FuncOp) else find_network(module)
+    for op in func.body.block.ops:
+        where = f"layer '{op.layer}'" if isinstance(op, po2.LayerOp) else f"'{op.name}'"
+        for result in op.results:
+            if isinstance(result.type, po2.ActType):
+                _act_bound(result, where)
+        match op:
+            case po2.Conv2dOp():
+                x_max = _act_bound(op.input, where)
+                codes = np.abs(np.asarray(op.weight_codes, dtype=np.float64))
+                mags = np.where(codes == 0, 0.0, np.exp2(np.maximum(codes - 1, 0)))
+                w_sum = mags.reshape(mags.shape[0], -1).sum(axis=1)
+                bias = np.abs(np.asarray(op.bias, dtype=np.float64))
+                shifts = op.shift
+                worst = max([float(mags.max(initial=0.0))] + [
+                    _shifted_bound(x_max * w + b, int(r)) for w, b, r in zip(w_sum, bias, shifts)
+                ])
+            case po2.ResidualAddOp():
+                fa, fb, fo = _fmt(op.lhs).frac, _fmt(op.rhs).frac, _fmt(op.output).frac
+                common = max(fa, fb)
+                total = (_act_bound(op.lhs, where) * 2.0 ** (common - fa)
+                         + _act_bound(op.rhs, where) * 2.0 ** (common - fb))
+                worst = _shifted_bound(total, common - fo)
+            case po2.RequantOp():
+                worst = _shifted_bound(_act_bound(op.input, where),
+                                       _fmt(op.input).frac - _fmt(op.output).frac)
+            case po2.AvgPoolOp():
+                _, h, w = op.input.type.dims
+                total = h * w * _act_bound(op.input, where) * abs(op.multiplier)
+                worst = _shifted_bound(total, op.shift + _fmt(op.input).frac
+                                       - _fmt(op.output).frac)
+            case po2.NpuLinearOp():
+                k = op.weight_matrix.shape[1]
+                w_max = 2.0 ** (op.weight_bits - 1)
+                b_max = 2.0 ** (op.bias_bits - 1)
+                if npu_weights is not None:
+                    w_max = max(w_max, float(np.abs(np.asarray(npu_weights, dtype=np.float64)).max(initial=0)))
+                if npu_bias is not None:
+                    b_max = max(b_max, float(np.abs(np.asarray(npu_bias, dtype=np.float64)).max(initial=0)))
+                worst = k * _act_bound(op.input, where) * w_max + b_max
+            case _:
+                continue
+        if not worst < INT64_SAFE:
+            raise GoldenError(
+                f"{where}: its exact arithmetic reaches about 2^{np.log2(worst):.0f}, beyond "
+                "the int64 the golden model computes in (refused rather than wrapped)"
+            )
+
+
 def run_int(
     module: ModuleOp,
     x_int: np.ndarray,
@@ -124,6 +201,7 @@ def run_int(
     x_int = np.asarray(x_int, dtype=np.int64)
     if x_int.ndim != 4 or x_int.shape[1:] != in_t.dims:
         raise GoldenError(f"inputs have shape {list(x_int.shape)}, the network takes Nx{'x'.join(map(str, in_t.dims))}")
+    check_int64(module, npu_weights, npu_bias)
     fmt = in_t.fmt
     if x_int.min(initial=fmt.lo) < fmt.lo or x_int.max(initial=fmt.hi) > fmt.hi:
         raise GoldenError(f"integer inputs fall outside the input format {fmt}")

@@ -7,16 +7,31 @@ lowering and emission layer by layer `flow.py`'s; this module writes the directo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from hashiflex.design_dir import Design, atomic_dir, design_manifest, print_ir
+from hashiflex.design_dir import (
+    MARKER,
+    MARKER_TEXT,
+    Design,
+    atomic_dir,
+    check_replaceable,
+    design_manifest,
+    print_ir,
+)
 from hashiflex.errors import InputError, ModelError
 from hashiflex.importing import import_model
 from hashiflex.npu_weights import npu_op
 from hashiflex.progress import QUIET, Progress
 from hashiflex.report import build_report
+
+
+# The ranges of compile's numeric options (beyond them a number is a typo, not a design).
+MAX_CLOCK_MHZ = 1e6
+MAX_NPU_LANES = 1 << 20  # more than any NPU's N*K multipliers here; the pass clamps to N*K
+MAX_LEVELS_PER_STAGE = 1024
 
 
 def compile(
@@ -26,6 +41,7 @@ def compile(
     clock_mhz: float = 1000.0,
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
+    force: bool = False,
     progress: Progress = QUIET,
     cse: bool = True,
     cse_max_depth: int = 2,
@@ -34,18 +50,23 @@ def compile(
     """
     Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
     `cse=False` skips po2-cse (one adder per nonzero weight, to compare).
+    An existing DIR is replaced only if it is a design directory (or empty), or with `force`.
     """
     from hashiflex.estimate import estimated_section
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
-    if clock_mhz <= 0:
-        raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
-    if npu_lanes < 0 or levels_per_stage < 1:
-        raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    # (nan and inf would also make report.json invalid JSON)
+    if not (math.isfinite(clock_mhz) and 0 < clock_mhz <= MAX_CLOCK_MHZ):
+        raise InputError(f"--clock-mhz must be a number in (0, {MAX_CLOCK_MHZ:g}], got {clock_mhz}")
+    if not 0 <= npu_lanes <= MAX_NPU_LANES:
+        raise InputError(f"--npu-lanes must be in 0..{MAX_NPU_LANES} (0: as fast as the pipeline), got {npu_lanes}")
+    if not 1 <= levels_per_stage <= MAX_LEVELS_PER_STAGE:
+        raise InputError(f"--levels-per-stage must be in 1..{MAX_LEVELS_PER_STAGE}, got {levels_per_stage}")
     if cse_max_depth < 1:
         raise InputError(f"--cse-max-depth must be >= 1, got {cse_max_depth}")
     out = Path(out)
+    check_replaceable(out, force)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
     in_t = input_type(module)
@@ -53,6 +74,7 @@ def compile(
     if npu is None:
         raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
     with atomic_dir(out) as tmp:
+        (tmp / MARKER).write_text(MARKER_TEXT)
         print_ir(module, tmp / "model.po2.mlir")
         np.savez(
             tmp / "params.npz",

@@ -47,7 +47,7 @@ import numpy as np
 from hashiflex.design_dir import Design, atomic_file, open_design, parse_ir
 from hashiflex.errors import DesignError, HashiflexError, InputError
 from hashiflex.loading import check_images, load_images, load_npy
-from hashiflex.npu_weights import check_npu_weights, load_weights, npu_write_sequence, padded_weights
+from hashiflex.npu_weights import check_npu_weights, integer_weights, load_weights, npu_write_sequence, padded_weights
 from hashiflex.progress import QUIET, Progress
 
 LOAD_FORMAT = "hashiflex-npu-load/1"
@@ -383,7 +383,7 @@ def load_image_lines(design_dir, weights) -> list[str]:
 
     view = _DesignView(design_dir)
     npu = weights if isinstance(weights, dict) else load_weights(weights)
-    npu = {"weights": np.asarray(npu["weights"], dtype=np.int64), "bias": np.asarray(npu["bias"], dtype=np.int64)}
+    npu = integer_weights(npu)  # exact int64, or an InputError (0.7 is not 0)
     check_npu_weights(view.module, npu)
     m = view.manifest
     words = npu_write_sequence(m, npu)

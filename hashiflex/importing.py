@@ -14,7 +14,7 @@ import numpy as np
 from hashiflex.design_dir import atomic_file, parse_ir, print_ir
 from hashiflex.errors import InputError, ModelError
 from hashiflex.loading import check_images, default_calibration, load_images, load_model, parse_shape
-from hashiflex.npu_weights import check_npu_weights, load_weights
+from hashiflex.npu_weights import check_npu_weights, load_weights, logits_frac
 from hashiflex.progress import QUIET, Progress
 
 
@@ -189,5 +189,6 @@ def golden_command(ir: Path, inputs: Path, out: Path, *, weights: Path | None = 
     with progress.step(f"golden model on {len(images)} images"):
         result = golden(module, images, npu)
     with atomic_file(out, binary=True) as stream:
-        np.savez(stream, logits=result.logits, classes=result.classes, logits_frac=result.logits_frac)
+        np.savez(stream, logits=result.logits, classes=result.classes,
+                 logits_frac=logits_frac(module, npu))
     progress.say(f"wrote {out}")

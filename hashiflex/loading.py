@@ -30,6 +30,11 @@ class LoadedModel:
     example: "object | None" = None  # examples.ExampleSpec
 
 
+# Beyond these an input image is a typo (calibration would need gigabytes, then fail).
+MAX_INPUT_DIM = 4096
+MAX_INPUT_VALUES = 1 << 22
+
+
 def parse_shape(text: str | tuple | None) -> tuple[int, int, int] | None:
     if text is None or isinstance(text, tuple):
         return text
@@ -39,6 +44,11 @@ def parse_shape(text: str | tuple | None) -> tuple[int, int, int] | None:
         raise InputError(f"--input-shape '{text}' is not C,H,W")
     if len(dims) != 3 or min(dims) < 1:
         raise InputError(f"--input-shape '{text}' must be three positive numbers C,H,W")
+    if max(dims) > MAX_INPUT_DIM or dims[0] * dims[1] * dims[2] > MAX_INPUT_VALUES:
+        raise InputError(
+            f"--input-shape '{text}' is too large (at most {MAX_INPUT_DIM} per dimension and "
+            f"{MAX_INPUT_VALUES} values per image)"
+        )
     return dims  # type: ignore[return-value]
 
 
@@ -107,9 +117,14 @@ def load_npy(path: Path | str, what: str) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{what} file '{path}' does not exist")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise InputError(f"{what} file '{path}' is not a .npy array: {error}")
+        message = " ".join(str(error).split())[:200]
+        raise InputError(f"{what} file '{path}' is not a .npy array: {message}")
+    if not isinstance(array, np.ndarray):  # an .npz archive (np.load opens those too)
+        array.close()
+        raise InputError(f"{what} file '{path}' is an .npz archive; expected one .npy array")
+    return array
 
 
 def load_images(path: Path | str, what: str, input_shape: tuple[int, int, int] | None) -> np.ndarray:

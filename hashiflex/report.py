@@ -18,6 +18,7 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
     npu_cycles = npu.get("cycles_per_image", 0) if npu else 0
     cycles = max(pipeline_cycles, npu_cycles)
     totals = hw_report["totals"]
+    built_lanes = _built_lanes(npu) if npu else 0
     return {
         "cycles_per_image": cycles,
         "pipeline_cycles_per_image": pipeline_cycles,
@@ -27,7 +28,10 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
         "clock_mhz": clock_mhz,
         "images_per_second": clock_mhz * 1e6 / cycles,
         "images_per_second_without_npu": clock_mhz * 1e6 / pipeline_cycles,
-        "npu_lanes": npu.get("lanes", 0) if npu else 0,
+        # the multipliers built (Lc x Lk), not the number asked for: --npu-lanes beyond
+        # what the NPU can use is clamped by the lowering
+        "npu_lanes": built_lanes,
+        "npu_lanes_requested": npu.get("lanes", 0) if npu else 0,
         "npu_weight_bits": npu.get("weight_bits", 0) if npu else 0,
         "npu_weight_memory_bits": npu.get("weight_memory_bits", 0) if npu else 0,
         "adders": totals["adders"],
@@ -49,10 +53,20 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
                 "pipeline_stages": l.get("pipeline_stages", 0),
                 "comb_adder_levels": l.get("comb_adder_levels", 0),
                 **{k: l[k] for k in ("kernel", "stride", "padding", "groups", "fifo_depths", "lanes") if k in l},
+                **({"lanes": _built_lanes(l), "lanes_requested": l["lanes"]} if l.get("kind") == "npu" else {}),
             }
             for l in layers
         ],
     }
+
+
+def _built_lanes(npu_layer: dict) -> int:
+    """The NPU's multipliers as built: lane_organisation's Lc x Lk for the lanes asked for."""
+    from hashiflex.passes.to_hw.npu import lane_organisation
+
+    (k,), (n,) = npu_layer["input_shape"], npu_layer["output_shape"]
+    lc, lk = lane_organisation(k, n, npu_layer["lanes"])
+    return lc * lk
 
 
 def top_ports(module, top: str) -> list[dict]:

@@ -6,6 +6,7 @@ output with the golden model, each image with the NPU weights current when it en
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import numpy as np
 from hashiflex.design_dir import Design, atomic_file, open_design, parse_ir
 from hashiflex.errors import InputError, ToolchainError
 from hashiflex.loading import load_images
-from hashiflex.npu_weights import check_npu_weights, load_weights, npu_write_sequence, padded_weights
+from hashiflex.npu_weights import (
+    check_npu_weights,
+    integer_weights,
+    load_weights,
+    logits_frac,
+    npu_write_sequence,
+    padded_weights,
+)
 from hashiflex.packing import pack_pixels, split_fields
 from hashiflex.progress import QUIET, Progress
 
@@ -44,11 +52,26 @@ def build_simulator(design: Design, progress: Progress = QUIET):
     sv_files = [design.path / f for f in design.manifest["files"]["sv"]]
     try:
         with progress.step("building the Verilator model (cached after the first time)"):
-            return verilator.build(sv_files, design.manifest["top"], ports, design.path / "obj_dir")
+            return verilator.build(sv_files, design.manifest["top"], ports, _build_dir(design))
     except verilator.SimulatorNotFound as error:
         raise ToolchainError(str(error))
     except verilator.BuildError as error:
         raise ToolchainError(f"Verilator failed to build '{design.path}': {str(error).splitlines()[0]}")
+
+
+def _build_dir(design: Design) -> Path:
+    """
+    Where the simulator of `design` is built: its own obj_dir, or, for a design directory
+    this user cannot write (shared, read-only), a directory in the user's cache.
+    """
+    import hashlib
+
+    from hashiflex.backends.verilator import cache_root
+
+    if os.access(design.path, os.W_OK):
+        return design.path / "obj_dir"
+    where = hashlib.sha256(str(design.path.resolve()).encode()).hexdigest()[:16]
+    return cache_root() / "designs" / where
 
 
 def simulate(
@@ -87,14 +110,17 @@ def simulate(
     writes: list[tuple[int, int, int]] = []
     swaps: list[int] = []
     schedule: list[tuple[int, dict]] = []  # (first image index, weights) for the golden model
+    npu_given = None
     if weights is not None:
-        npu = weights if isinstance(weights, dict) else load_weights(weights)
+        npu = integer_weights(weights) if isinstance(weights, dict) else load_weights(weights)
+        npu_given = npu
         check_npu_weights(module, npu)
         writes += [(-1, a, d) for a, d in npu_write_sequence(m, npu)]
         swaps.append(-1)
         schedule.append((0, padded_weights(m, npu)))
     pixels_per_image = shape[1] * shape[2]
     for k, npu in writes_mid_stream or []:
+        npu = integer_weights(npu)
         check_npu_weights(module, npu)
         writes += [(k, a, d) for a, d in npu_write_sequence(m, npu)]
         swaps.append(k)
@@ -150,7 +176,7 @@ def simulate(
     if out is not None:
         with atomic_file(out, binary=True) as stream:
             np.savez(stream, logits=logits, classes=classes, out_cycles=out_cycles,
-                     logits_frac=m["logits_frac"])
+                     logits_frac=logits_frac(module, npu_given))
         progress.say(f"wrote {out}")
     progress.say(
         f"{len(images)} images: {spacing:g} cycles/image measured "
@@ -190,6 +216,9 @@ def golden_with_schedule(module, x_int: np.ndarray, schedule: list, swap_images:
             continue
         w = None if npu is None else npu["weights"]
         b = None if npu is None else npu["bias"]
-        pieces.append(golden_model.run_int(module, x_int[begin:end], w, b))
+        try:
+            pieces.append(golden_model.run_int(module, x_int[begin:end], w, b))
+        except golden_model.GoldenError as error:
+            raise InputError(f"golden model: {error}")
     logits = np.concatenate(pieces)
     return logits, argmax_lowest(logits)

@@ -259,6 +259,27 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
     return interpreter
 
 
+def check_int64_range(fn) -> None:
+    """
+    Values are int64: refuse (ValueError) a function whose layers could leave it (the golden
+    model's static bound, hashiflex.golden.model.check_int64) or whose scalar ops are typed
+    wider than 63 bits, instead of wrapping silently.
+    """
+    from hashiflex.golden.model import GoldenError, check_int64
+
+    try:
+        check_int64(fn)
+    except GoldenError as error:
+        raise ValueError(str(error)) from None
+    for op in fn.walk():
+        for result in op.results:
+            if isinstance(result.type, IntegerType) and result.type.width.data > 63:
+                raise ValueError(
+                    f"'{op.name}' yields {result.type}, wider than the int64 the interpreter "
+                    "computes in"
+                )
+
+
 def run_po2(module: ModuleOp, x_int: np.ndarray, func_name: str | None = None) -> np.ndarray:
     """
     Run the po2 function of `module` on a batch of integer images (N, C, H, W) in the input
@@ -266,6 +287,7 @@ def run_po2(module: ModuleOp, x_int: np.ndarray, func_name: str | None = None) -
     The batch is processed at once: every value carries the batch axis.
     """
     fn = po2.network_func(module, func_name)
+    check_int64_range(fn)
     x = np.asarray(x_int, dtype=np.int64)
     in_t = fn.function_type.inputs.data[0]
     if isinstance(in_t, po2.ActType):

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile trained PyTorch CNNs into hardened Po2 SystemVerilog accelerators.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    # taken out of argv before parsing (hashiflex.errors.split_debug_flag), so it may come
+    # anywhere on the line; listed here for --help
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, show the Python trace")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("import", help="quantise a model and write its layer-level po2 IR")
@@ -112,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--npu-lanes", type=int, default=0, help="NPU MAC lanes (default: keep up with the pipeline)"
+    )
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace --out even if it is not a design directory written by hashiflex",
     )
     p.add_argument(
         "--no-cse", dest="cse", action="store_false",
@@ -173,9 +181,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec_file(spec: str) -> Path | None:
+    """The file of a `path/to/file.py:factory` or checkpoint SPEC (None for a shipped example)."""
+    if spec.endswith(".pt"):
+        return Path(spec)
+    return Path(spec.rsplit(":", 1)[0]) if ":" in spec else None
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
+    """Every path the command reads, by its option (an output must be none of them)."""
+    match args.command:
+        case "import" | "compile":
+            return {"SPEC": _spec_file(args.spec), "--calib": args.calib}
+        case "train":
+            return {"SPEC": _spec_file(args.spec), "--data": args.data, "--labels": args.labels,
+                    "--calib": args.calib}
+        case "golden":
+            return {"IR": args.ir, "--inputs": args.inputs, "--weights": args.weights}
+        case "simulate":
+            return {"DESIGN": args.design, "--inputs": args.inputs, "--weights": args.weights}
+        case "finetune":
+            return {"DESIGN": args.design, "--data": args.data, "--labels": args.labels}
+        case "program":
+            return {"DESIGN": args.design, "WEIGHTS": args.weights}
+    return {}
+
+
+# The ranges of the numeric options the API does not check itself (compile's and the
+# quantisation options are checked in hashiflex.compiler / hashiflex.importing).
+NUMERIC_RANGES = {
+    "epochs": ("--epochs", 1, 1_000_000),
+    "seed": ("--seed", 0, 2**32 - 1),
+    "images": ("--images", 0, 1_000_000_000),
+    "batch_size": ("--batch-size", 1, 1_000_000),
+    "jobs": ("--jobs", 1, 4096),
+}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    from hashiflex.errors import InputError
+
+    for dest, (flag, lo, hi) in NUMERIC_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is not None and not lo <= value <= hi:
+            raise InputError(f"{flag} must be in {lo}..{hi}, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     from hashiflex import api
+    from hashiflex.design_dir import check_output_path
 
+    _check_numbers(args)
+    check_output_path(getattr(args, "out", None), _inputs(args))
     progress = Progress(enabled=not args.quiet)
     match args.command:
         case "import":
@@ -189,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 clock_mhz=args.clock_mhz,
                 levels_per_stage=args.levels_per_stage,
                 npu_lanes=args.npu_lanes,
+                force=args.force,
                 progress=progress,
                 cse=args.cse,
                 cse_max_depth=args.cse_max_depth,
@@ -236,18 +294,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    from hashiflex.errors import HashiflexError
+    from hashiflex.errors import run_entry_point, split_debug_flag
 
-    try:
-        code = run(args)
-    except HashiflexError as error:
-        print(f"hashiflex {args.command}: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"hashiflex {args.command}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code)
+    argv, debug = split_debug_flag(argv)
+    args = build_parser().parse_args(argv)
+    run_entry_point(f"hashiflex {args.command}", lambda: run(args), debug)
 
 
 if __name__ == "__main__":

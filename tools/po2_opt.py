@@ -10,7 +10,10 @@ its source location) and exits non-zero, never with a Python traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -94,6 +97,36 @@ class Po2OptMain(xDSLOptMain):
 
         self.available_frontends["mlir"] = parse_mlir
 
+    def prepare_output(self) -> IO[str]:
+        """
+        `-o FILE` is written atomically: to a temporary file beside it, moved into place only
+        when every chunk was parsed, transformed and printed (`run`). A parse error leaves
+        FILE as it was (xDSL's own driver empties it first); `-o` may name the input file.
+        """
+        self._partial_output = None
+        if self.args.output_file is None:
+            return sys.stdout
+        target = Path(self.args.output_file)
+        if target.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(target))
+        try:
+            fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        except OSError as error:  # name the file asked for, not the temporary one
+            raise type(error)(error.errno, error.strerror, str(target)) from None
+        self._partial_output = Path(partial)
+        return os.fdopen(fd, "w")
+
+    def run(self):
+        try:
+            super().run()
+        except BaseException:
+            if getattr(self, "_partial_output", None) is not None:
+                self._partial_output.unlink(missing_ok=True)
+            raise
+        if self._partial_output is not None:
+            os.chmod(self._partial_output, 0o644)
+            os.replace(self._partial_output, self.args.output_file)
+
     def register_all_passes(self) -> None:
         for name, factory in all_passes().items():
             self.register_pass(name, factory)
@@ -104,6 +137,15 @@ class Po2OptMain(xDSLOptMain):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from hashiflex.errors import run_entry_point, split_debug_flag
+
+    argv, debug = split_debug_flag(argv)
+    run_entry_point("po2-opt", lambda: _run(argv), debug)
+
+
+def _run(argv: list[str]) -> int:
+    from hashiflex.backends.sv_emitter import EmitError
+
     try:
         description = (
             "HaShiFlex modular optimiser for po2/hw IR.\n\n"
@@ -113,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         Po2OptMain(description=description, args=argv).run()
     except (ParseError, DiagnosticException) as error:
         print(str(error).rstrip(), file=sys.stderr)
+        sys.exit(1)
+    except EmitError as error:  # e.g. -t sv on IR not lowered to hw yet
+        print(f"po2-opt: cannot emit SystemVerilog: {error}", file=sys.stderr)
         sys.exit(1)
     except ArgSpecParseError as error:
         print(f"po2-opt: malformed pass pipeline: {error}", file=sys.stderr)
@@ -127,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             message += ". Available passes: " + ", ".join(sorted(all_passes()))
         print(f"po2-opt: {message}", file=sys.stderr)
         sys.exit(1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -160,7 +160,9 @@ def _wait_for_temp_dir(parent: Path, proc: subprocess.Popen, timeout: float = 12
     return False
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT",
+                                 # ~15 s; test_reliability_signals.py is its fast twin
+                                 pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_killed_compile_leaves_no_design(tmp_path, how):
     """Kill the compile once it has begun writing its (temporary) design directory."""
     out = tmp_path / "design"
@@ -182,6 +184,10 @@ def test_killed_compile_leaves_no_design(tmp_path, how):
         # interrupt passed through a C-level eval: both are an interrupted exit
         assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, stderr
         assert stderr.strip().splitlines() == ["hashiflex compile: interrupted"]
+        assert no_leftovers(tmp_path) == []
+    if how == "SIGTERM":  # cleaned up as for SIGINT (it used to leave .design.XXXX behind)
+        assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines() == ["hashiflex compile: terminated"]
         assert no_leftovers(tmp_path) == []
     # `simulate` on the path says it is not a design
     assert_one_line_error(hashiflex("simulate", out, "--inputs", "x.npy"), "not a directory")
