@@ -26,10 +26,16 @@ def compile(
     clock_mhz: float = 1000.0,
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
+    pixels_per_cycle: int | None = None,
+    images_per_second: float | None = None,
     progress: Progress = QUIET,
     **quant_options,
 ) -> Design:
-    """Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json."""
+    """
+    Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
+    `pixels_per_cycle` P (default 1) input pixels per beat; or `images_per_second`: the
+    smallest P that reaches it at `clock_mhz` (passes/to_hw/rates.py).
+    """
     from hashiflex.flow import lower_and_emit
     from hashiflex.golden.model import find_network, input_type
 
@@ -37,10 +43,18 @@ def compile(
         raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
     if npu_lanes < 0 or levels_per_stage < 1:
         raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    if pixels_per_cycle is not None and images_per_second is not None:
+        raise InputError("give --pixels-per-cycle or --images-per-second, not both")
+    if pixels_per_cycle is not None and (isinstance(pixels_per_cycle, bool) or not
+                                         isinstance(pixels_per_cycle, int) or pixels_per_cycle < 1):
+        raise InputError(f"--pixels-per-cycle must be a positive integer, got {pixels_per_cycle!r}")
+    if images_per_second is not None and not images_per_second > 0:
+        raise InputError(f"--images-per-second must be positive, got {images_per_second!r}")
     out = Path(out)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
     in_t = input_type(module)
+    pixels_per_cycle = _pixels_per_cycle(in_t, pixels_per_cycle, images_per_second, clock_mhz)
     npu = npu_op(module)
     if npu is None:
         raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
@@ -56,14 +70,15 @@ def compile(
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
                                   levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                  progress=progress)
+                                  pixels_per_cycle=pixels_per_cycle, progress=progress)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")
         hw_report = flow.hw_report
         top = hw_report["top"]["module"]
         report = build_report(hw_report, clock_mhz)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        manifest = design_manifest(name, top, in_t, npu, flow.top_ports, flow.sv_files)
+        manifest = design_manifest(name, top, in_t, npu, flow.top_ports, flow.sv_files,
+                                   pixels_per_cycle)
         (tmp / "design.json").write_text(json.dumps(manifest, indent=2) + "\n")
     progress.say(
         f"wrote {out}: {report['cycles_per_image']} cycles/image, "
@@ -71,3 +86,17 @@ def compile(
         f"{report['adders']} adders, {report['register_bits']} register bits"
     )
     return Design(out, manifest)
+
+
+def _pixels_per_cycle(in_t, pixels_per_cycle: int | None, images_per_second: float | None,
+                      clock_mhz: float) -> int:
+    """P checked against the input (one-line InputError), or chosen for the rate asked for."""
+    from hashiflex.passes.to_hw.rates import RateError, check_pixels_per_cycle, pixels_for_rate
+
+    height, width = (in_t.dims[1], in_t.dims[2]) if len(in_t.dims) == 3 else (1, 1)
+    try:
+        if images_per_second is not None:
+            return pixels_for_rate(images_per_second, clock_mhz, height, width)
+        return check_pixels_per_cycle(pixels_per_cycle or 1, height, width)
+    except RateError as error:
+        raise InputError(str(error))

@@ -75,6 +75,7 @@ def lower_and_emit(
     rtl_dir: str = "rtl",
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
+    pixels_per_cycle: int = 1,
     progress: Progress = QUIET,
     progress_every: float = 3.0,
 ) -> FlowResult:
@@ -106,7 +107,7 @@ def lower_and_emit(
     fn = funcs[0]
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     _unroll, canonicalize, _infer_widths, to_hw = hardening_pipeline(
-        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
+        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes, pixels_per_cycle=pixels_per_cycle)
 
     # Layer-level canonicalisation first (no-op requants): on the layer-level func it is
     # what the whole-module pass does outside the datapaths, which are canonicalised one
@@ -144,7 +145,8 @@ def lower_and_emit(
                    po2.AvgPoolOp, po2.NpuLinearOp)
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
-        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name)
+        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,
+                              to_hw.pixels_per_cycle)
     except DiagnosticException as error:
         raise lowering_error(error)
     sv = SvFileWriter(out_dir / rtl_dir)

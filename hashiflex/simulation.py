@@ -15,7 +15,7 @@ from hashiflex.design_dir import Design, atomic_file, open_design, parse_ir
 from hashiflex.errors import InputError, ToolchainError
 from hashiflex.loading import load_images
 from hashiflex.npu_weights import check_npu_weights, load_weights, npu_write_sequence, padded_weights
-from hashiflex.packing import pack_pixels, split_fields
+from hashiflex.packing import pack_beats, split_fields
 from hashiflex.progress import QUIET, Progress
 
 
@@ -93,7 +93,8 @@ def simulate(
         writes += [(-1, a, d) for a, d in npu_write_sequence(m, npu)]
         swaps.append(-1)
         schedule.append((0, padded_weights(m, npu)))
-    pixels_per_image = shape[1] * shape[2]
+    lanes = m.get("pixels_per_cycle", 1)  # input pixels per beat
+    pixels_per_image = shape[1] * -(-shape[2] // lanes)  # beats, as the harness counts
     for k, npu in writes_mid_stream or []:
         check_npu_weights(module, npu)
         writes += [(k, a, d) for a, d in npu_write_sequence(m, npu)]
@@ -103,8 +104,9 @@ def simulate(
         # the simulation reports back (see below)
         schedule.append((None, padded_weights(m, npu)))
     simulator = build_simulator(design, progress)
-    pixels = pack_pixels(x_int, fmt.bits)
-    with progress.step(f"simulating {len(images)} images ({len(pixels)} pixels)"):
+    pixels = pack_beats(x_int, fmt.bits, lanes)
+    what = "pixels" if lanes == 1 else f"beats of {lanes} pixels"
+    with progress.step(f"simulating {len(images)} images ({len(pixels)} {what})"):
         try:
             outputs = simulator.run(pixels, writes=writes, swaps=swaps, drain_outputs=len(images))
         except verilator.SimulationError as error:

@@ -37,13 +37,15 @@ class Po2ToHwPass(ModulePass):
     levels_per_stage: int = 2
     top_name: str = ""
     npu_lanes: int = 0
+    pixels_per_cycle: int = 1  # input pixels per beat (passes/to_hw/rates.py)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = [f for f in op.ops if isinstance(f, func.FuncOp)]
         if len(funcs) != 1:
             raise LoweringError(f"po2-to-hw expects exactly one func.func, found {len(funcs)}")
         fn = funcs[0]
-        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name).build()
+        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name,
+                                  self.pixels_per_cycle).build()
         fn.detach()
         fn.erase()
         for m in modules:

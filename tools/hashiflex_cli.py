@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--npu-lanes", type=int, default=0, help="NPU MAC lanes (default: keep up with the pipeline)"
     )
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--pixels-per-cycle", type=int, default=None, metavar="P",
+        help="input pixels per cycle (default 1): each layer gets the parallelism it needs",
+    )
+    rate.add_argument(
+        "--images-per-second", type=float, default=None, metavar="R",
+        help="pick the smallest --pixels-per-cycle reaching R images/s at --clock-mhz",
+    )
     _add_quant_options(p)
 
     p = sub.add_parser("simulate", help="run a compiled design in Verilator")
@@ -149,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
                 clock_mhz=args.clock_mhz,
                 levels_per_stage=args.levels_per_stage,
                 npu_lanes=args.npu_lanes,
+                pixels_per_cycle=args.pixels_per_cycle,
+                images_per_second=args.images_per_second,
                 progress=progress,
                 **_quant_kwargs(args),
             )
