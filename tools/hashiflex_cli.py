@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the built-in digits example, end to end")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="where the design goes")
     p.add_argument("--images", type=int, default=0, help="simulate only the first N test images")
+    p.add_argument("--pixels-per-cycle", type=int, default=1, metavar="P",
+                   help="input pixels per cycle of the compiled design (default 1)")
     p.add_argument(
         "--finetune",
         action="store_true",
@@ -182,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             out = args.out if args.out != Path("out/demo") else Path("out/finetune")
             return 0 if finetune.demo(out, progress=progress)["ok"] else 1
         case "demo":
-            return api.demo(args.out, images=args.images, progress=progress)
+            return api.demo(args.out, images=args.images, pixels_per_cycle=args.pixels_per_cycle,
+                            progress=progress)
         case "examples":
             from hashiflex.examples import EXAMPLES
 

@@ -182,3 +182,43 @@ def test_residual_requant_avgpool_lanes(p):
     words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 3, random.Random(p))
     got = np.array([split_fields(w, 2, 8, False) for w in words])
     assert np.array_equal(got, want)
+
+
+def test_partial_beats_and_dont_care_lanes():
+    """
+    docs/microarchitecture.md, "Several pixels per cycle": the lanes past a row's end in its
+    last beat are ignored (garbage there changes nothing); there is no partial beat in the
+    middle of a row: every lane of such a beat is taken as a pixel (a driver that leaves two
+    lanes at zero gets that image computed with those pixels zero), and the stream stays
+    aligned, so the next image is intact.
+    """
+    in_fmt, out_fmt = Format(8, False, 4), Format(8, True, 3)
+    rng = np.random.default_rng(3)
+    shape, p = (2, 5, 7), 4
+    codes = rng.integers(-4, 5, size=(3, 2, 3, 3)).astype(np.int8)
+    module = conv_module(shape, in_fmt, out_fmt, codes, exp_base=[0, 0, -1], bias=[3, -3, 0],
+                         padding=(1, 1, 1, 1))
+    conv = next(op for op in module.walk() if isinstance(op, po2.Conv2dOp))
+    images = _images(rng, shape, in_fmt, 2)
+    _lower(module, pixels_per_cycle=p)
+    beats = pack_beats(images, in_fmt.bits, p)
+    lane_bits = 2 * in_fmt.bits
+    # garbage in lane 3 of every row's last beat (the row has 7 = 4 + 3 pixels)
+    for row in range(2 * 5):
+        beats[2 * row + 1] |= 0xABCD << (3 * lane_bits)
+    # image 0, row 2, first beat: a driver "offering 2 pixels" leaves lanes 2 and 3 at zero
+    beats[2 * 2] &= (1 << (2 * lane_bits)) - 1
+    seen = images.copy()
+    seen[0, :, 2, 2:4] = 0
+    want = golden.conv2d(seen, conv)
+    sim = _sim(module, "main_top")
+    beats += [0] * 20
+    sim.step(rst=1, in_valid=0, in_data=0)
+    words = []
+    for beat in beats:
+        out = sim.step(rst=0, in_valid=1, in_data=beat)
+        if out["out_valid"]:
+            words.append(out["out_data"])
+    got = _unpack(words[:2 * 5 * 2], 2, 5, 7, p, 3, out_fmt)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(want[0], golden.conv2d(images, conv)[0])  # the zeros mattered
