@@ -57,3 +57,18 @@ def test_zoo_at_pixels_per_cycle(name, p):
     assert set(np.diff(cycles).tolist()) == {report["cycles_per_image"]}
     assert cycles[0] == report["latency_cycles"]  # run_stream counts from the first beat
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,p", [("dw_residual", 4), ("k5_asym_pad", 2),
+                                    ("stride2_valid", 4), ("top_left_pad", 2)])
+def test_zoo_at_pixels_per_cycle_in_verilator(name, p, tmp_path):
+    """`hashiflex compile --pixels-per-cycle P` + `simulate --check` in Verilator."""
+    design = api.compile(f"{NETS_FILE}:{name}", tmp_path / "design", pixels_per_cycle=p,
+                         calib=nets.calibration(name))
+    images = nets.stimulus(name)
+    result = api.simulate(design.path, images, check=True)
+    assert result.compared == len(images) and result.ok
+    assert result.cycles_per_image == design.report["cycles_per_image"]
+    assert result.latency_cycles == design.report["latency_cycles"]
+    assert result.stalls == 0
