@@ -84,6 +84,21 @@ def plot(points: list[dict], path: Path) -> None:
     print(f"wrote {path}")
 
 
+def merge(points: list[dict], clock_mhz: float, fresh: bool) -> list[dict]:
+    """This run's points over those already in throughput.json at the same clock (runs of
+    single models or P values add up; w1.0 takes 10 minutes a point)."""
+    path = RESULTS / "throughput.json"
+    old = []
+    if not fresh and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("clock_mhz") == clock_mhz:
+            old = saved.get("points", [])
+    mine = {(pt["model"], pt["pixels_per_cycle"]) for pt in points}
+    keep = [pt for pt in old if (pt["model"], pt["pixels_per_cycle"]) not in mine]
+    order = {m: i for i, m in enumerate(MODELS)}
+    return sorted(keep + points, key=lambda pt: (order[pt["model"]], pt["pixels_per_cycle"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +106,8 @@ def main() -> None:
     parser.add_argument("--pixels", nargs="+", type=int, default=[1, 2, 4, 8, 16, 64])
     parser.add_argument("--clock-mhz", type=float, default=1000.0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per compile")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the points of throughput.json (default: merge into them)")
     args = parser.parse_args()
     points: list[dict] = []
     print(f"{'model':>6} {'P':>3} {'cycles':>7} {'Mimg/s':>8} {'adders':>9} {'reg bits':>10} "
@@ -99,6 +116,7 @@ def main() -> None:
         for p in args.pixels:
             point = compile_point(model, p, args.clock_mhz, args.timeout)
             points.append(point)
+            merged = merge(points, args.clock_mhz, args.fresh)
             if "refused" in point:
                 print(f"{model:>6} {p:>3} refused: {point['refused']}")
             else:
@@ -107,7 +125,8 @@ def main() -> None:
                       f"{point['register_bits']:>10} {point['npu_lanes']:>9} "
                       f"{point['input_gbit_per_s']:>7.1f} {point['seconds']:>6.0f}")
             sys.stdout.flush()
-            write_results("throughput", {"clock_mhz": args.clock_mhz, "points": points})
+            write_results("throughput", {"clock_mhz": args.clock_mhz, "points": merged})
+    points = merge(points, args.clock_mhz, args.fresh)
     measured = [pt for pt in points if "refused" not in pt]
     if measured:
         plot(points, RESULTS / "throughput.png")
