@@ -241,10 +241,13 @@ class ConvLowering:
         return LayerHw(module, latency, report, timing=None)
 
     def position_logic(self, accept: SSAValue):
-        """Counters n, next_V, row start, (by, bx); the fire bit and registered masks."""
+        """
+        Counters n, next_V, row start, (by, bx); the fire bit and registered masks. In
+        pixels at one lane, in beats with lanes (`ConvGeometry.counters`).
+        """
         hb, geo, nm = self.hb, self.geo, self.name
         cnt = geo.counters()
-        hw_pixels = cnt.frame
+        frame = cnt.frame
         q_end = cnt.q_end
         pw, _ = bits_for_range(0, q_end)
         v0 = cnt.v0
@@ -258,9 +261,9 @@ class ConvLowering:
         bx_reg = hb.feedback_reg(bxw, geo.bx0, f"{nm}_bx")
         by, bx = by_reg.q, bx_reg.q
 
-        # n: +1 per accepted pixel, at Q_end into the next image's frame.
+        # n: +1 per accepted pixel (beat), at Q_end into the next image's frame.
         wrap = hb.eq_const(n, q_end)
-        n_next = hb.mux(wrap, hb.const(q_end + 1 - hw_pixels, pw), hb.add_wrap(n, hb.const(1, pw)))
+        n_next = hb.mux(wrap, hb.const(q_end + 1 - frame, pw), hb.add_wrap(n, hb.const(1, pw)))
         n_reg.set(hb.mux(accept, n_next, n))
 
         fire = hb.and_(accept, hb.eq(n, next_v), name=f"{nm}_fire_now")

@@ -49,13 +49,13 @@ def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSA
                    npu_inst: hw.InstanceOp, pixels_per_cycle: int = 1) -> None:
     """
     The NPU flips weight banks at an image boundary given by `swap_at`: the number of
-    images whose first pixel the top had accepted *before* the cycle of the swap pulse.
+    images whose first pixel (beat) the top had accepted *before* the cycle of the swap pulse.
     So every image is classified with the weights that were current when it entered,
     however many images are still in flight inside the pipeline.
     """
-    pixels_per_image = in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
+    beats_per_image = in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
     accept = hb.and_(in_valid, en)
-    pixel = hb.counter(pixels_per_image - 1, accept, name="in_pixel")
+    pixel = hb.counter(beats_per_image - 1, accept, name="in_pixel")
     first_pixel = hb.and_(accept, hb.eq_const(pixel, 0))
     started = hb.feedback_reg(32, 0, "images_started")
     started.set(hb.mux(first_pixel, hb.add_wrap(started.q, hb.const(1, 32)), started.q))
