@@ -54,7 +54,8 @@ def compile(
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
     in_t = input_type(module)
-    pixels_per_cycle = _pixels_per_cycle(in_t, pixels_per_cycle, images_per_second, clock_mhz)
+    pixels_per_cycle = _pixels_per_cycle(find_network(module), pixels_per_cycle,
+                                         images_per_second, clock_mhz)
     npu = npu_op(module)
     if npu is None:
         raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
@@ -88,15 +89,22 @@ def compile(
     return Design(out, manifest)
 
 
-def _pixels_per_cycle(in_t, pixels_per_cycle: int | None, images_per_second: float | None,
+def _pixels_per_cycle(fn, pixels_per_cycle: int | None, images_per_second: float | None,
                       clock_mhz: float) -> int:
-    """P checked against the input (one-line InputError), or chosen for the rate asked for."""
-    from hashiflex.passes.to_hw.rates import RateError, check_pixels_per_cycle, pixels_for_rate
+    """
+    P checked against the input (one-line InputError), or the smallest P the network
+    supports that reaches the rate asked for.
+    """
+    from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle,
+                                              pixels_for_rate, supports)
 
-    height, width = (in_t.dims[1], in_t.dims[2]) if len(in_t.dims) == 3 else (1, 1)
+    image = fn.args[0]
+    dims = image.type.dims
+    height, width = (dims[1], dims[2]) if len(dims) == 3 else (1, 1)
     try:
         if images_per_second is not None:
-            return pixels_for_rate(images_per_second, clock_mhz, height, width)
+            return pixels_for_rate(images_per_second, clock_mhz, height, width,
+                                   lambda p: supports(image, list(fn.body.block.ops), p))
         return check_pixels_per_cycle(pixels_per_cycle or 1, height, width)
     except RateError as error:
         raise InputError(str(error))

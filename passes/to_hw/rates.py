@@ -60,17 +60,23 @@ def cycles_per_image(height: int, width: int, pixels_per_cycle: int) -> int:
     return height * beats_per_row(width, pixels_per_cycle)
 
 
-def pixels_for_rate(images_per_second: float, clock_mhz: float, height: int, width: int) -> int:
-    """The smallest P whose cycles per image reach `images_per_second` at `clock_mhz`."""
+def pixels_for_rate(images_per_second: float, clock_mhz: float, height: int, width: int,
+                    supported=lambda p: True) -> int:
+    """
+    The smallest P whose cycles per image reach `images_per_second` at `clock_mhz` and
+    that `supported(P)` accepts (the network's strides can follow it, `stream_rates`).
+    """
     if not images_per_second > 0:
         raise RateError(f"--images-per-second must be positive, got {images_per_second!r}")
     for p in range(1, width + 1):
-        if clock_mhz * 1e6 / cycles_per_image(height, width, p) >= images_per_second:
+        if clock_mhz * 1e6 / cycles_per_image(height, width, p) >= images_per_second \
+                and supported(p):
             return p
     best = clock_mhz * 1e6 / cycles_per_image(height, width, width)
     raise RateError(f"--images-per-second {images_per_second:g} needs more than one input row "
-                    f"per cycle at {clock_mhz:g} MHz (at most {best:.4g} images/s with "
-                    f"{width} pixels per cycle); not supported yet")
+                    f"per cycle at {clock_mhz:g} MHz, or pixels per cycle the network's strides "
+                    f"cannot follow yet (at most {best:.4g} images/s with {width} pixels per "
+                    f"cycle)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,15 @@ class Rates:
 def _spatial(value: SSAValue) -> tuple[int, int]:
     dims = value.type.dims  # type: ignore[attr-defined]
     return (dims[1], dims[2]) if len(dims) == 3 else (1, 1)
+
+
+def supports(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: int) -> bool:
+    """Whether every layer can take the lanes `pixels_per_cycle` gives it."""
+    try:
+        stream_rates(image, ops, pixels_per_cycle)
+    except RateError:
+        return False
+    return True
 
 
 def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: int) -> Rates:

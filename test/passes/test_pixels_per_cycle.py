@@ -22,7 +22,7 @@ from hashiflex.passes.po2_to_hw import Po2ToHwPass
 from hashiflex.passes.po2_unroll import Po2UnrollPass
 from hashiflex.passes.to_hw import LoweringError, design_report
 from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle, cycles_per_image,
-                                          pixels_for_rate, stream_rates)
+                                          pixels_for_rate, stream_rates, supports)
 from hashiflex.tools.registry import make_context
 from po2_testlib import conv_module
 from test_po2_to_hw import CONV_CASES, _images, _network
@@ -113,6 +113,10 @@ def test_lanes_follow_the_strides():
     with pytest.raises(RateError, match="layer 'stem': 3 pixels per cycle into a conv of "
                                         "stride 2.*not supported yet"):
         stream_rates(fn.args[0], fn.body.block.ops, 3)
+    # --images-per-second skips the P the strides cannot follow: 3 would do (48 cycles)
+    assert pixels_for_rate(1e9 / 48, 1000, 8, 16) == 3
+    assert pixels_for_rate(1e9 / 48, 1000, 8, 16,
+                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 4
     with pytest.raises(LoweringError, match="layer 'stem'"):
         _lower(module, pixels_per_cycle=3)
 
