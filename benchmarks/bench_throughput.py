@@ -108,7 +108,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per compile")
     parser.add_argument("--fresh", action="store_true",
                         help="forget the points of throughput.json (default: merge into them)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw throughput.png from throughput.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "throughput.json").read_text())["points"],
+             RESULTS / "throughput.png")
+        return
     points: list[dict] = []
     print(f"{'model':>6} {'P':>3} {'cycles':>7} {'Mimg/s':>8} {'adders':>9} {'reg bits':>10} "
           f"{'NPU lanes':>9} {'Gbit/s':>7} {'s':>6}")
