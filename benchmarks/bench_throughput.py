@@ -74,7 +74,7 @@ def plot(points: list[dict], path: Path) -> None:
     for ax, label in zip(axes, ("adders", "register bits")):
         ax.set_xlabel(label)
         ax.set_ylabel("M images/s at the clock")
-        ax.set_xscale("log")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
