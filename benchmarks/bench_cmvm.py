@@ -78,9 +78,9 @@ def pointwise_layers(spec: str) -> list[tuple[str, np.ndarray]]:
     module, _ = api.import_model(spec)
     layers = []
     for op in module.walk():
-        if isinstance(op, po2.Conv2dOp) and op.kernel_hw == (1, 1) and op.num_groups == 1:
-            codes = op.weight_codes().reshape(op.weight_codes().shape[0], -1).astype(np.int64)
-            layers.append((op.layer.data, codes))
+        if isinstance(op, po2.Conv2dOp) and op.kernel == (1, 1) and op.groups == 1:
+            codes = op.weight_codes.reshape(op.weight_codes.shape[0], -1).astype(np.int64)
+            layers.append((op.layer, codes))
     return layers
 
 

@@ -42,6 +42,8 @@ def compile(
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
     force: bool = False,
+    pixels_per_cycle: int | None = None,
+    images_per_second: float | None = None,
     progress: Progress = QUIET,
     cse: bool = True,
     cse_max_depth: int = 2,
@@ -51,6 +53,8 @@ def compile(
     Compile a model into DIR: po2 IR, hw IR, SystemVerilog, parameters and report.json.
     `cse=False` skips po2-cse (one adder per nonzero weight, to compare).
     An existing DIR is replaced only if it is a design directory (or empty), or with `force`.
+    `pixels_per_cycle` P (default 1) input pixels per beat; or `images_per_second`: the
+    smallest P that reaches it at `clock_mhz` (passes/to_hw/rates.py).
     """
     from hashiflex.estimate import estimated_section
     from hashiflex.flow import lower_and_emit
@@ -65,11 +69,20 @@ def compile(
         raise InputError(f"--levels-per-stage must be in 1..{MAX_LEVELS_PER_STAGE}, got {levels_per_stage}")
     if cse_max_depth < 1:
         raise InputError(f"--cse-max-depth must be >= 1, got {cse_max_depth}")
+    if pixels_per_cycle is not None and images_per_second is not None:
+        raise InputError("give --pixels-per-cycle or --images-per-second, not both")
+    if pixels_per_cycle is not None and (isinstance(pixels_per_cycle, bool) or not
+                                         isinstance(pixels_per_cycle, int) or pixels_per_cycle < 1):
+        raise InputError(f"--pixels-per-cycle must be a positive integer, got {pixels_per_cycle!r}")
+    if images_per_second is not None and not images_per_second > 0:
+        raise InputError(f"--images-per-second must be positive, got {images_per_second!r}")
     out = Path(out)
     check_replaceable(out, force)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
     in_t = input_type(module)
+    pixels_per_cycle = _pixels_per_cycle(find_network(module), pixels_per_cycle,
+                                         images_per_second, clock_mhz)
     npu = npu_op(module)
     if npu is None:
         raise ModelError("the model has no final Linear classifier (the NPU); nothing to classify with")
@@ -86,7 +99,8 @@ def compile(
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
                                   levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                  progress=progress, cse=cse, cse_max_depth=cse_max_depth)
+                                  pixels_per_cycle=pixels_per_cycle, progress=progress,
+                                  cse=cse, cse_max_depth=cse_max_depth)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")
         hw_report = flow.hw_report
@@ -95,7 +109,8 @@ def compile(
         # Area and fmax estimated by the calibrated cell model; `hashiflex synth` measures them.
         report["synth"] = estimated_section(tmp, report, [f.stem for f in flow.sv_files])
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        manifest = design_manifest(name, top, in_t, npu, flow.top_ports, flow.sv_files)
+        manifest = design_manifest(name, top, in_t, npu, flow.top_ports, flow.sv_files,
+                                   pixels_per_cycle)
         (tmp / "design.json").write_text(json.dumps(manifest, indent=2) + "\n")
     progress.say(
         f"wrote {out}: {report['cycles_per_image']} cycles/image, "
@@ -103,3 +118,24 @@ def compile(
         f"{report['adders']} adders, {report['register_bits']} register bits"
     )
     return Design(out, manifest)
+
+
+def _pixels_per_cycle(fn, pixels_per_cycle: int | None, images_per_second: float | None,
+                      clock_mhz: float) -> int:
+    """
+    P checked against the input (one-line InputError), or the smallest P the network
+    supports that reaches the rate asked for.
+    """
+    from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle,
+                                              pixels_for_rate, supports)
+
+    image = fn.args[0]
+    dims = image.type.dims
+    height, width = (dims[1], dims[2]) if len(dims) == 3 else (1, 1)
+    try:
+        if images_per_second is not None:
+            return pixels_for_rate(images_per_second, clock_mhz, height, width,
+                                   lambda p: supports(image, list(fn.body.block.ops), p))
+        return check_pixels_per_cycle(pixels_per_cycle or 1, height, width)
+    except RateError as error:
+        raise InputError(str(error))

@@ -17,18 +17,20 @@ from hashiflex.simulation import simulate
 DEMO_EXAMPLE = "tiny_cnn"
 
 
-def demo(out: Path | str = "out/demo", *, images: int = 0, progress: Progress = QUIET) -> int:
+def demo(out: Path | str = "out/demo", *, images: int = 0, pixels_per_cycle: int = 1,
+         progress: Progress = QUIET) -> int:
     """
     The main job on the built-in digits example: compile the trained tiny CNN, simulate
     every digits test image (and random and extreme images) in RTL, and print RTL-vs-golden
-    agreement, accuracy and the design's figures. Returns the exit code.
+    agreement, accuracy and the design's figures. Returns the exit code. `pixels_per_cycle`:
+    input pixels per cycle (`compile --pixels-per-cycle`).
     """
     import time
 
     from hashiflex.examples.digits import load_digits_split
 
     start = time.perf_counter()
-    design = compile(DEMO_EXAMPLE, out, progress=progress)
+    design = compile(DEMO_EXAMPLE, out, pixels_per_cycle=pixels_per_cycle, progress=progress)
     _, _, x_test, y_test = load_digits_split(size=design.manifest["input_shape"][1])
     x = x_test.numpy()
     y = y_test.numpy()
@@ -55,6 +57,7 @@ def demo(out: Path | str = "out/demo", *, images: int = 0, progress: Progress = 
         f"  RTL vs golden model : {result.compared - result.mismatches}/{result.compared} outputs bit-exact"
         + (" (logits and class)" if result.ok else "  <-- MISMATCH"),
         f"  accuracy (RTL)      : {100 * accuracy:.2f} %   (golden: {100 * golden_accuracy:.2f} %)",
+        f"  pixels per cycle    : {report['pixels_per_cycle']} at the input",
         f"  cycles per image    : {result.cycles_per_image:g} measured, {report['cycles_per_image']} in the report",
         f"  latency             : {result.latency_cycles} cycles measured, {report['latency_cycles']} in the report",
         f"  throughput          : {report['images_per_second']:.3g} images/s at {report['clock_mhz']:g} MHz",

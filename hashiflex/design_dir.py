@@ -178,7 +178,8 @@ class Design:
         return self.path / self.manifest["files"][key]
 
 
-def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], sv_files) -> dict:
+def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], sv_files,
+                    pixels_per_cycle: int = 1) -> dict:
     """
     `design.json`: what later commands need without parsing IR: the input's shape and
     number format (to quantise and pack pixels), the NPU's size and widths (to load
@@ -193,6 +194,7 @@ def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], 
         "top": top,
         "input_shape": list(network_input.dims),
         "input_format": {"bits": fmt.bits, "signed": fmt.signed, "frac": fmt.frac},
+        "pixels_per_cycle": pixels_per_cycle,
         "classes": classes,
         "features": features,
         "logit_bits": npu.output.type.fmt.bits,

@@ -75,6 +75,7 @@ def lower_and_emit(
     rtl_dir: str = "rtl",
     levels_per_stage: int = 2,
     npu_lanes: int = 0,
+    pixels_per_cycle: int = 1,
     progress: Progress = QUIET,
     progress_every: float = 3.0,
     cse: bool = True,
@@ -110,7 +111,7 @@ def lower_and_emit(
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     passes = {p.name: p for p in hardening_pipeline(
         cse=cse, cse_max_depth=cse_max_depth, levels_per_stage=levels_per_stage,
-        npu_lanes=npu_lanes)}
+        npu_lanes=npu_lanes, pixels_per_cycle=pixels_per_cycle)}
     canonicalize, cse_pass, to_hw = (passes["po2-canonicalize"], passes.get("po2-cse"),
                                      passes["po2-to-hw"])
 
@@ -153,7 +154,8 @@ def lower_and_emit(
                    po2.AvgPoolOp, po2.NpuLinearOp)
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
-        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name)
+        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,
+                              to_hw.pixels_per_cycle)
     except DiagnosticException as error:
         raise lowering_error(error)
     sv = SvFileWriter(out_dir / rtl_dir)

@@ -42,6 +42,24 @@ def pack_pixels(x_int: np.ndarray, bits: int) -> list[int]:
     return [pack_fields(row, bits) for row in pixels.tolist()]
 
 
+def pack_beats(x_int: np.ndarray, bits: int, pixels_per_cycle: int = 1) -> list[int]:
+    """
+    (N, C, H, W) integers -> one int per beat: `pixels_per_cycle` P consecutive pixels of a
+    row per beat, pixel 0 in the low bits (each pixel as `pack_pixels`), rows in raster
+    order. A row of width W takes ceil(W/P) beats; the lanes past its end in its last beat
+    are zero (the hardware ignores them). P = 1 is `pack_pixels`.
+    """
+    if pixels_per_cycle == 1:
+        return pack_pixels(x_int, bits)
+    n, channels, height, width = x_int.shape
+    lanes = pixels_per_cycle
+    padded = -(-width // lanes) * lanes
+    pixels = np.zeros((n, height, padded, channels), dtype=np.int64)
+    pixels[:, :, :width, :] = np.transpose(x_int, (0, 2, 3, 1))
+    beats = pixels.reshape(-1, lanes * channels)
+    return [pack_fields(row, bits) for row in beats.tolist()]
+
+
 def word_ints(words: np.ndarray | Sequence[int]) -> Iterable[int]:
     """
     Python ints from ints, or from an unsigned numpy array: shape (N,) one value each, or

@@ -20,6 +20,7 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
     totals = hw_report["totals"]
     built_lanes = _built_lanes(npu) if npu else 0
     return {
+        "pixels_per_cycle": top.get("pixels_per_cycle", 1),
         "cycles_per_image": cycles,
         "pipeline_cycles_per_image": pipeline_cycles,
         "npu_cycles_per_image": npu_cycles,
@@ -53,6 +54,7 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
                 "pipeline_stages": l.get("pipeline_stages", 0),
                 "comb_adder_levels": l.get("comb_adder_levels", 0),
                 **{k: l[k] for k in ("kernel", "stride", "padding", "groups", "fifo_depths", "lanes") if k in l},
+                "pixels_per_cycle": _output_rate(l, pipeline_cycles),
                 **({"lanes": _built_lanes(l), "lanes_requested": l["lanes"]} if l.get("kind") == "npu" else {}),
             }
             for l in layers
@@ -67,6 +69,13 @@ def _built_lanes(npu_layer: dict) -> int:
     (k,), (n,) = npu_layer["input_shape"], npu_layer["output_shape"]
     lc, lk = lane_organisation(k, n, npu_layer["lanes"])
     return lc * lk
+
+
+def _output_rate(layer: dict, cycles_per_image: int) -> float:
+    """A layer's output pixels per cycle, averaged over an image (its lanes are the peak)."""
+    shape = layer.get("output_shape") or [1]
+    pixels = shape[1] * shape[2] if len(shape) == 3 else 1
+    return pixels / cycles_per_image
 
 
 def top_ports(module, top: str) -> list[dict]:

@@ -23,7 +23,7 @@ from hashiflex.npu_weights import (
     npu_write_sequence,
     padded_weights,
 )
-from hashiflex.packing import pack_pixels, split_fields
+from hashiflex.packing import pack_beats, split_fields
 from hashiflex.progress import QUIET, Progress
 
 
@@ -118,7 +118,8 @@ def simulate(
         writes += [(-1, a, d) for a, d in npu_write_sequence(m, npu)]
         swaps.append(-1)
         schedule.append((0, padded_weights(m, npu)))
-    pixels_per_image = shape[1] * shape[2]
+    lanes = m.get("pixels_per_cycle", 1)  # input pixels per beat
+    pixels_per_image = shape[1] * -(-shape[2] // lanes)  # beats, as the harness counts
     for k, npu in writes_mid_stream or []:
         npu = integer_weights(npu)
         check_npu_weights(module, npu)
@@ -129,8 +130,9 @@ def simulate(
         # the simulation reports back (see below)
         schedule.append((None, padded_weights(m, npu)))
     simulator = build_simulator(design, progress)
-    pixels = pack_pixels(x_int, fmt.bits)
-    with progress.step(f"simulating {len(images)} images ({len(pixels)} pixels)"):
+    pixels = pack_beats(x_int, fmt.bits, lanes)
+    what = "pixels" if lanes == 1 else f"beats of {lanes} pixels"
+    with progress.step(f"simulating {len(images)} images ({len(pixels)} {what})"):
         try:
             outputs = simulator.run(pixels, writes=writes, swaps=swaps, drain_outputs=len(images))
         except verilator.SimulationError as error:

@@ -12,6 +12,9 @@ the stream timing analysis, the top); this pass is the whole-module loop over it
 (`NetworkLowering.build`). The streaming flow (hashiflex/flow.py) runs the same loop one
 layer at a time.
 
+Option `pixels_per_cycle` P (default 1): the input takes P pixels of a row per beat and
+every layer the lanes it needs (passes/to_hw/rates.py, docs/microarchitecture.md).
+
 Latency (per layer, reported as `pipeline_stages`): cycles from the input handshake of the
 pixel that completes an output to that output's `out_valid` (see each layer's module).
 """
@@ -37,13 +40,15 @@ class Po2ToHwPass(ModulePass):
     levels_per_stage: int = 2
     top_name: str = ""
     npu_lanes: int = 0
+    pixels_per_cycle: int = 1  # input pixels per beat (passes/to_hw/rates.py)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
             fn = po2.network_func(op)
         except ValueError as err:
             raise LoweringError(f"po2-to-hw: {err}") from None
-        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name).build()
+        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name,
+                                  self.pixels_per_cycle).build()
         fn.detach()
         fn.erase()
         for m in modules:

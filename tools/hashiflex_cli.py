@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--cse-max-depth", type=int, default=2,
         help="adder depth bound of the subexpressions po2-cse shares (default 2: one pipeline stage at the default --levels-per-stage)",
     )
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--pixels-per-cycle", type=int, default=None, metavar="P",
+        help="input pixels per cycle (default 1): each layer gets the parallelism it needs",
+    )
+    rate.add_argument(
+        "--images-per-second", type=float, default=None, metavar="R",
+        help="pick the smallest --pixels-per-cycle reaching R images/s at --clock-mhz",
+    )
     _add_quant_options(p)
 
     p = sub.add_parser("train", help="Po2 quantisation-aware training; writes a checkpoint SPEC")
@@ -164,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the built-in digits example, end to end")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="where the design goes")
     p.add_argument("--images", type=int, default=0, help="simulate only the first N test images")
+    p.add_argument("--pixels-per-cycle", type=int, default=1, metavar="P",
+                   help="input pixels per cycle of the compiled design (default 1)")
     p.add_argument(
         "--finetune",
         action="store_true",
@@ -247,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
                 levels_per_stage=args.levels_per_stage,
                 npu_lanes=args.npu_lanes,
                 force=args.force,
+                pixels_per_cycle=args.pixels_per_cycle,
+                images_per_second=args.images_per_second,
                 progress=progress,
                 cse=args.cse,
                 cse_max_depth=args.cse_max_depth,
@@ -279,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
             out = args.out if args.out != Path("out/demo") else Path("out/finetune")
             return 0 if finetune.demo(out, progress=progress)["ok"] else 1
         case "demo":
-            return api.demo(args.out, images=args.images, progress=progress)
+            return api.demo(args.out, images=args.images, pixels_per_cycle=args.pixels_per_cycle,
+                            progress=progress)
         case "synth":
             from hashiflex import synth
 

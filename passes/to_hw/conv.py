@@ -19,6 +19,17 @@ pixel, so one cycle later the taps, the masks and the fire bit are consistent; t
 (the region's shift/add graph, lowered op by op by `lower_scalar_region`) is pipelined every
 `levels_per_stage` adder levels and all output channels are equalised.
 
+Several pixels per cycle (rates.py). With an input of p > 1 lanes (p consecutive pixels of
+a row per beat, lane 0 leftmost) the layer counts *beats* in the padded raster of width
+Wp = ceil(W/p)*p (the lanes past a row's end are don't-care, masked like padding), the tap
+chain shifts p pixels per accepted beat, and q = p/sw copies of the datapath compute the
+outputs ox = g*q .. g*q+q-1 of group g together, one output beat. The group fires with the
+beat holding the trigger of its last lane, VL = V(oy, g*q+q-1) (lanes past OW are
+don't-care); VL mod p is the same for every group (Wp and q*sw are multiples of p), so
+lane i reads window element (kh, kw) at the fixed chain depth
+(p-1 - VL mod p) + (q-1-i)*sw + (KH-1-kh)*Wp + (KW-1-kw). The counters are the ones above,
+in beats (next trigger +1 per group, +sh*Wp/p per row); the column masks are per lane.
+
 Latency (reported as `pipeline_stages`): 1 (the fire/tap register) + the datapath's
 registers, from the input handshake of the pixel that completes an output.
 """
@@ -32,9 +43,9 @@ from xdsl.ir import Block, BlockArgument, SSAValue
 
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import bits_for_range
-from hashiflex.passes.to_hw.builder import HwBuilder, Sig
+from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
-                                          finish_outputs, stream_module)
+                                          finish_outputs, lanes_entry, stream_module)
 
 
 @dataclass
@@ -54,13 +65,14 @@ class ConvGeometry:
     right: int
     OH: int
     OW: int
+    lanes: int = 1  # input pixels per beat (p); the output has p/sw lanes when p > 1
 
     @classmethod
-    def of(cls, op: po2.UnrolledConv2dOp) -> ConvGeometry:
+    def of(cls, op: po2.UnrolledConv2dOp, lanes: int = 1) -> ConvGeometry:
         c, h, w = act_type(op.input).dims
         _, oh, ow = act_type(op.output).dims
         (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel, op.stride, op.padding
-        geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow)
+        geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow, lanes)
         layer = op.layer
         if left + right >= kw or top + bottom >= kh:
             raise LoweringError(
@@ -112,8 +124,71 @@ class ConvGeometry:
             (self.top, self.left, self.bottom, self.right) == (0, 0, 0, 0)
 
     def triggers(self) -> np.ndarray:
+        """The input item (pixel, or beat with lanes) at which each output item fires."""
+        if self.lanes > 1:
+            oy, g = np.meshgrid(np.arange(self.OH), np.arange(self.groups), indexing="ij")
+            return ((oy * self.sh + self.by0) * self.row_beats + g + self.last_lane_beat).reshape(-1)
         oy, ox = np.meshgrid(np.arange(self.OH), np.arange(self.OW), indexing="ij")
         return ((oy * self.sh + self.by0) * self.W + ox * self.sw + self.bx0).reshape(-1)
+
+    # -- several pixels per beat (lanes > 1) -------------------------------------------------
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes // self.sw if self.lanes > 1 else 1
+
+    @property
+    def row_beats(self) -> int:
+        return -(-self.W // self.lanes)
+
+    @property
+    def padded_width(self) -> int:
+        return self.row_beats * self.lanes
+
+    @property
+    def groups(self) -> int:
+        """Output beats per output row."""
+        return -(-self.OW // self.out_lanes)
+
+    @property
+    def last_lane_beat(self) -> int:
+        """Beat, within its row, of the last lane's trigger column in group 0."""
+        return ((self.out_lanes - 1) * self.sw + self.bx0) // self.lanes
+
+    def lane_depth(self, lane: int, kh: int, kw: int) -> int:
+        """Chain depth (pixels before the newest) of window element (kh, kw) for `lane`."""
+        r = ((self.out_lanes - 1) * self.sw + self.bx0) % self.lanes
+        return (self.lanes - 1 - r) + (self.out_lanes - 1 - lane) * self.sw + \
+            (self.KH - 1 - kh) * self.padded_width + (self.KW - 1 - kw)
+
+    def counters(self) -> Counters:
+        """The constants of the position counters (pixels at one lane, beats with lanes)."""
+        if self.lanes == 1:
+            return Counters(self.H * self.W, self.q_end, self.trigger(0, 0), self.sw,
+                            self.sh * self.W, self.sw, self.bx_last)
+        trig = self.triggers()
+        frame = self.H * self.row_beats
+        bx_last = (self.groups - 1) * self.lanes + self.bx0
+        return Counters(frame, max(int(trig[-1]), frame - 1), int(trig[0]), 1,
+                        self.sh * self.row_beats, self.lanes, bx_last)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """
+    The position counters of a streaming conv: `frame` items per image, the position wraps
+    at `q_end`, the first trigger `v0`, the trigger's step per output item (`v_col`) and per
+    output row (`v_row`, from the row's start), the step of the window's corner column per
+    output item (`bx_step`) and its last value (`bx_last`).
+    """
+
+    frame: int
+    q_end: int
+    v0: int
+    v_col: int
+    v_row: int
+    bx_step: int
+    bx_last: int
 
 
 class ConvLowering:
@@ -121,9 +196,11 @@ class ConvLowering:
 
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
-        self.geo = ConvGeometry.of(op)
+        self.geo = ConvGeometry.of(op, options.lanes_of(op.input))
         self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
-        self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options)
+        self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options,
+                                            lanes_in=self.geo.lanes,
+                                            lanes_out=self.geo.out_lanes)
         self.line_buffer_bits = 0
 
     def build(self) -> LayerHw:
@@ -135,8 +212,11 @@ class ConvLowering:
         else:
             fire, row_ok, col_ok = self.position_logic(accept)
         fire_r = hb.reg(fire, a["en"], reset_value=0, name=f"{self.name}_fire")
-        window = self.window(accept, row_ok, col_ok)
-        outs = self.datapath(window)
+        if geo.lanes == 1:
+            outs = self.datapath(self.window(accept, row_ok, col_ok))
+        else:  # one datapath per output lane, all reading the one tap chain
+            windows = self.lane_windows(accept, row_ok, col_ok)
+            outs = [o for window in windows for o in self.datapath(window)]
         valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name)
         latency = 1 + lat
         report = {
@@ -154,38 +234,44 @@ class ConvLowering:
             "line_buffer_bits": self.line_buffer_bits,
             "pipeline_stages": latency,
             "comb_adder_levels": hb.stats.max_depth,
+            **lanes_entry(geo.out_lanes),
+            **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
         }
         module = self.shell.finish({"out_valid": valid, "out_data": data}, report)
         return LayerHw(module, latency, report, timing=None)
 
     def position_logic(self, accept: SSAValue):
-        """Counters n, next_V, row start, (by, bx); the fire bit and registered masks."""
+        """
+        Counters n, next_V, row start, (by, bx); the fire bit and registered masks. In
+        pixels at one lane, in beats with lanes (`ConvGeometry.counters`).
+        """
         hb, geo, nm = self.hb, self.geo, self.name
-        hw_pixels = geo.H * geo.W
-        q_end = geo.q_end
+        cnt = geo.counters()
+        frame = cnt.frame
+        q_end = cnt.q_end
         pw, _ = bits_for_range(0, q_end)
-        v0 = geo.trigger(0, 0)
+        v0 = cnt.v0
         n_reg = hb.feedback_reg(pw, 0, f"{nm}_pos")
         v_reg = hb.feedback_reg(pw, v0, f"{nm}_next_v")
         row_reg = hb.feedback_reg(pw, v0, f"{nm}_row_v")
         n, next_v, row_v = n_reg.q, v_reg.q, row_reg.q
         byw, _ = bits_for_range(0, geo.by_last)
-        bxw, _ = bits_for_range(0, geo.bx_last)
+        bxw, _ = bits_for_range(0, cnt.bx_last)
         by_reg = hb.feedback_reg(byw, geo.by0, f"{nm}_by")
         bx_reg = hb.feedback_reg(bxw, geo.bx0, f"{nm}_bx")
         by, bx = by_reg.q, bx_reg.q
 
-        # n: +1 per accepted pixel, at Q_end into the next image's frame.
+        # n: +1 per accepted pixel (beat), at Q_end into the next image's frame.
         wrap = hb.eq_const(n, q_end)
-        n_next = hb.mux(wrap, hb.const(q_end + 1 - hw_pixels, pw), hb.add_wrap(n, hb.const(1, pw)))
+        n_next = hb.mux(wrap, hb.const(q_end + 1 - frame, pw), hb.add_wrap(n, hb.const(1, pw)))
         n_reg.set(hb.mux(accept, n_next, n))
 
         fire = hb.and_(accept, hb.eq(n, next_v), name=f"{nm}_fire_now")
-        last_col = hb.eq_const(bx, geo.bx_last)
+        last_col = hb.eq_const(bx, cnt.bx_last)
         last_row = hb.eq_const(by, geo.by_last)
         last_out = hb.and_(last_col, last_row)
-        row_step = hb.add_wrap(row_v, hb.const(geo.sh * geo.W, pw))
-        v_after = hb.mux(last_col, row_step, hb.add_wrap(next_v, hb.const(geo.sw, pw)))
+        row_step = hb.add_wrap(row_v, hb.const(cnt.v_row, pw))
+        v_after = hb.mux(last_col, row_step, hb.add_wrap(next_v, hb.const(cnt.v_col, pw)))
         v_reg.set(hb.mux(fire, hb.mux(last_out, hb.const(v0, pw), v_after), next_v))
         row_after = hb.mux(last_row, hb.const(v0, pw), row_step)
         row_done = hb.and_(fire, last_col)
@@ -193,14 +279,41 @@ class ConvLowering:
         by_after = hb.mux(last_row, hb.const(geo.by0, byw),
                           hb.add_wrap(by, hb.const(geo.sh, byw)))
         by_reg.set(hb.mux(row_done, by_after, by))
-        bx_after = hb.mux(last_col, hb.const(geo.bx0, bxw), hb.add_wrap(bx, hb.const(geo.sw, bxw)))
+        bx_after = hb.mux(last_col, hb.const(geo.bx0, bxw),
+                          hb.add_wrap(bx, hb.const(cnt.bx_step, bxw)))
         bx_reg.set(hb.mux(fire, bx_after, bx))
 
         # Validity of the window's rows and columns for the output being fired, registered
         # with the pixel (loaded on accept, like the taps).
         row_ok = self._tap_masks(hb, by, geo.KH, geo.H, geo.row_checks, accept, f"{nm}_row_ok")
-        col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
+        if geo.lanes == 1:
+            col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
+        else:  # lane i's corner column is bx + i*sw
+            col_ok = {(lane, kw): m for lane in range(geo.out_lanes)
+                      for kw, m in self._lane_col_masks(hb, bx, cnt.bx_last, lane, accept).items()}
         return fire, row_ok, col_ok
+
+    def _lane_col_masks(self, hb: HwBuilder, bx: SSAValue, bx_last: int, lane: int,
+                        accept: SSAValue) -> dict[int, SSAValue]:
+        """
+        Per kernel column kw, a registered bit: lane `lane`'s input column
+        bx + lane*sw - (KW-1-kw) lies in [0, W) (the padded raster's extra columns are
+        outside, as the padding is), for the columns that can fail.
+        """
+        geo, masks = self.geo, {}
+        top = (1 << width_of(bx)) - 1
+        for kw in range(geo.KW):
+            d = geo.KW - 1 - kw - lane * geo.sw  # column = bx - d
+            conds = []
+            if geo.bx0 - d < 0:  # can lie left of the image
+                conds.append(hb.cmp_const(bx, "uge", d) if d <= top else hb.const(0, 1))
+            if bx_last - d >= geo.W:  # can lie right of the row
+                conds.append(hb.cmp_const(bx, "ult", geo.W + d) if geo.W + d > 0
+                             else hb.const(0, 1))
+            if conds:
+                masks[kw] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
+                                   name=f"{self.name}_col_ok{kw}_lane{lane}")
+        return masks
 
     @staticmethod
     def _tap_masks(hb: HwBuilder, corner: SSAValue, taps: int, size: int, checks,
@@ -255,6 +368,44 @@ class ConvLowering:
                 value = hb.mux(masks[(kh, kw)], value, hb.const(0, fmt.bits))
             window[i] = Sig(value, fmt.signed, min(fmt.lo, 0), max(fmt.hi, 0))
         return window
+
+    def lane_windows(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> list[dict[int, Sig]]:
+        """
+        The windows of the output lanes over one tap chain per channel that shifts p pixels
+        per accepted beat: depth f holds lane p-1 - f%p of the beat accepted f//p beats
+        before the newest (registered on accept, so it lines up with the fire bit).
+        """
+        hb, geo, fmt = self.hb, self.geo, self.in_fmt
+        p = geo.lanes
+        args = self.op.body.block.args
+        kk = geo.KH * geo.KW
+        used = [i for i, arg in enumerate(args) if arg.uses]
+        data = self.shell.args["in_data"]
+        taps: dict[tuple[int, int], SSAValue] = {}
+
+        def tap(c: int, f: int) -> SSAValue:
+            if (c, f) not in taps:
+                src = hb.extract(data, ((p - 1 - f) * geo.C + c) * fmt.bits, fmt.bits) \
+                    if f < p else tap(c, f - p)
+                taps[(c, f)] = hb.reg(src, accept, name=f"{self.name}_line_buf_c{c}_t{f}")
+            return taps[(c, f)]
+
+        windows = []
+        masks: dict[tuple[int, int, int], SSAValue] = {}
+        for lane in range(geo.out_lanes):
+            window: dict[int, Sig] = {}
+            for i in used:
+                c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
+                value = tap(c, geo.lane_depth(lane, kh, kw))
+                conds = [m for m in (row_ok.get(kh), col_ok.get((lane, kw))) if m is not None]
+                if conds:
+                    if (lane, kh, kw) not in masks:
+                        masks[(lane, kh, kw)] = hb.and_(*conds) if len(conds) > 1 else conds[0]
+                    value = hb.mux(masks[(lane, kh, kw)], value, hb.const(0, fmt.bits))
+                window[i] = Sig(value, fmt.signed, min(fmt.lo, 0), max(fmt.hi, 0))
+            windows.append(window)
+        self.line_buffer_bits += len(taps) * fmt.bits
+        return windows
 
     def datapath(self, window: dict[int, Sig]) -> list[Sig]:
         """Lower the region's scalar ops to comb, pipelined (see builder.py)."""
@@ -319,7 +470,8 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
     """The conv's module; its output items exist from their trigger pixel on."""
     layer = ConvLowering(op, name, options).build()
     src = options.streams[op.input]
-    layer.timing = src.after(layer.latency, src.needed(ConvGeometry.of(op).triggers()))
+    geo = ConvGeometry.of(op, options.lanes_of(op.input))
+    layer.timing = src.after(layer.latency, src.needed(geo.triggers()))
     return layer
 
 

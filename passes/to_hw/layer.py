@@ -3,7 +3,8 @@ What every layer lowering shares: the module shell, the stream ports, `LayerHw` 
 lowered layer hands to the network loop and the top) and the output stage.
 
 Streams. A stream carries one pixel (all channels, channel 0 in the low bits) per `valid`
-cycle in raster order, image after image. Every register of a layer is enabled by `en` (the
+cycle in raster order, image after image; a stream of `lanes` q > 1 carries q consecutive
+pixels of a row per valid beat, lane 0 in the low bits (rates.py). Every register of a layer is enabled by `en` (the
 global stall), a layer's stream position advances on `en && in_valid`, and a layer's output
 is registered: `out_valid` is high for exactly one enabled cycle per output pixel.
 """
@@ -64,15 +65,18 @@ class ModuleShell:
 
 
 def stream_module(name: str, in_type: po2.ActType, out_type: po2.ActType, options: LayerOptions,
-                  b_type: po2.ActType | None = None) -> tuple[ModuleShell, HwBuilder]:
+                  b_type: po2.ActType | None = None, lanes_in: int = 1,
+                  lanes_out: int = 1) -> tuple[ModuleShell, HwBuilder]:
     """
     The shell of a streaming layer module (`layer_ports`; two input streams a, b when
-    `b_type` is given) and the builder of its body, with the module's clk, rst and en.
+    `b_type` is given; `lanes_in`/`lanes_out` pixels per beat) and the builder of its body,
+    with the module's clk, rst and en.
     """
-    ins, outs = layer_ports(stream_bits(in_type), out_type.dims[0] * out_type.fmt.bits,
+    ins, outs = layer_ports(stream_bits(in_type, lanes_in),
+                            out_type.dims[0] * out_type.fmt.bits * lanes_out,
                             two_inputs=b_type is not None)
     if b_type is not None:  # the two operands may have different formats
-        ins[6] = ("b_data", IntegerType(stream_bits(b_type)))
+        ins[6] = ("b_data", IntegerType(stream_bits(b_type, lanes_in)))
     shell = ModuleShell(name, ins, outs)
     a = shell.args
     return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"], options.levels_per_stage)
@@ -94,9 +98,9 @@ def act_type(value: SSAValue) -> po2.ActType:
     return typ
 
 
-def stream_bits(typ: po2.ActType) -> int:
-    """Width of one stream item: all channels of a pixel (a vector: all its elements)."""
-    return typ.dims[0] * typ.fmt.bits
+def stream_bits(typ: po2.ActType, lanes: int = 1) -> int:
+    """Width of one stream item: all channels of `lanes` pixels (a vector: all its elements)."""
+    return typ.dims[0] * typ.fmt.bits * lanes
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,12 @@ class LayerOptions:
 
     levels_per_stage: int = 2
     npu_lanes: int = 0  # 0: enough lanes to keep up with the pipeline
-    frame_pixels: int = 1  # input pixels per image
+    frame_pixels: int = 1  # input beats per image (pixels at one pixel per cycle)
     streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
+    lanes: Mapping[SSAValue, int] = field(default_factory=dict)  # pixels per beat (rates.py)
+
+    def lanes_of(self, value: SSAValue) -> int:
+        return self.lanes.get(value, 1)
 
 
 @dataclass
@@ -143,6 +151,11 @@ def finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSA
 def input_sig(hb: HwBuilder, data: SSAValue, fmt: Format, channel: int) -> Sig:
     value = hb.extract(data, channel * fmt.bits, fmt.bits)
     return Sig(value, fmt.signed, fmt.lo, fmt.hi)
+
+
+def lanes_entry(lanes: int) -> dict:
+    """The report's `lanes` (datapath copies), only when > 1: P=1 modules stay as they were."""
+    return {"lanes": lanes} if lanes > 1 else {}
 
 
 def layer_report(kind: str, op: po2.LayerOp, hb: HwBuilder, latency: int, **extra) -> dict:

@@ -3,7 +3,7 @@ The network loop shared by the `po2-to-hw` pass and the streaming flow: one lowe
 layer kind, looked up by op class (`LOWERINGS`, CIRCT's pattern-per-op seam), the naming of
 the modules, the stream timing of every value, and the top.
 
-    net = NetworkLowering(fn, levels_per_stage=2, npu_lanes=0)
+    net = NetworkLowering(fn, levels_per_stage=2, npu_lanes=0, pixels_per_cycle=1)
     for op in net.layers():
         layer = net.lower(op)         # LayerHw: module (None for wiring), latency, timing
         ...                           # keep layer.module, or write it out and drop it
@@ -26,6 +26,7 @@ from xdsl.ir import Operation, SSAValue
 from hashiflex.dialects import po2
 from hashiflex.passes.to_hw import conv, npu, pool, requant, residual
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type, sv_name
+from hashiflex.passes.to_hw.rates import RateError, stream_rates
 from hashiflex.passes.to_hw.timing import StreamTiming
 from hashiflex.passes.to_hw.top import TopLayer, build_top
 
@@ -71,16 +72,19 @@ class NetworkLowering:
     """Layer modules in graph order, then the top that instantiates and wires them."""
 
     def __init__(self, fn: func.FuncOp, levels_per_stage: int = 2, npu_lanes: int = 0,
-                 top_name: str = ""):
+                 top_name: str = "", pixels_per_cycle: int = 1):
         if len(fn.args) != 1 or not isinstance(fn.args[0].type, po2.ActType):
             raise LoweringError(f"@{fn.sym_name.data} must take one !po2.act image argument")
         self.fn = fn
-        in_t = fn.args[0].type
-        self.frame_pixels = in_t.dims[1] * in_t.dims[2] if len(in_t.dims) == 3 else 1
+        try:  # the lanes of every stream (rates.py); frame_pixels: input beats per image
+            self.rates = stream_rates(fn.args[0], self.layers(), pixels_per_cycle)
+        except RateError as error:
+            raise LoweringError(str(error))
+        self.frame_pixels = self.rates.cycles_per_image
         self.streams: dict[SSAValue, StreamTiming] = {
             fn.args[0]: StreamTiming.input(self.frame_pixels)}
         self.options = LayerOptions(max(1, levels_per_stage), npu_lanes, self.frame_pixels,
-                                    self.streams)
+                                    self.streams, self.rates.lanes)
         self.top_name = sv_name(top_name or f"{fn.sym_name.data}_top")
         self.used_names: set[str] = {self.top_name}
         self.plan: list[TopLayer] = []
@@ -132,13 +136,14 @@ class NetworkLowering:
         result = ret.operands[0]
         if self.npu is not None and result is not self.npu[0].output:
             raise LoweringError("the network must return the result of its po2.npu_linear")
-        # Latency model: image 0's pixels are accepted one per cycle from cycle 0; its result
+        # Latency model: image 0's beats are accepted one per cycle from cycle 0; its result
         # needs input pixel `need[-1]`, then at most `lat_hi` cycles of layer pipelines and
         # the NPU's own latency. Simulation measures the same quantity.
         final = self.streams[result]
         npu_latency = self.npu[1] if self.npu is not None else 0
         latency = int(final.need[-1]) + final.lat_hi + npu_latency
-        return build_top(self.top_name, fn.args[0], self.plan, result, latency)
+        return build_top(self.top_name, fn.args[0], self.plan, result, latency,
+                         self.rates.pixels_per_cycle, self.rates.lanes.get(result, 1))
 
     def build(self) -> list[hw.HWModuleOp]:
         """Every module of the network, the top last (the whole-module form of the pass)."""

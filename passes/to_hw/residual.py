@@ -2,7 +2,8 @@
 `po2.residual_add` as a streaming module: both operands go through a FIFO (push on each
 operand's valid, pop when both are non-empty), so that whichever branch is late the items of
 the same index meet; the depths come from the stream timing analysis (timing.fifo_depth).
-Then align the scales by shifts, add exactly, requantise. Latency: 1 (FIFO) + the
+Then align the scales by shifts, add exactly, requantise (per lane of a multi-pixel stream:
+a FIFO item is a beat). Latency: 1 (FIFO) + the
 datapath's registers.
 """
 
@@ -14,7 +15,7 @@ from hashiflex.dialects import po2
 from hashiflex.golden.semantics import clamp_bounds
 from hashiflex.passes.to_hw.builder import Fifo
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, act_type, finish_outputs,
-                                          input_sig, layer_report, stream_module)
+                                          input_sig, layer_report, lanes_entry, stream_module)
 from hashiflex.passes.to_hw.timing import StreamTiming, fifo_depth
 
 
@@ -22,7 +23,9 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
     ta, tb = options.streams[op.lhs], options.streams[op.rhs]
     depth_a, depth_b = fifo_depth(ta, tb), fifo_depth(tb, ta)
     a_t, b_t, y_t = act_type(op.lhs), act_type(op.rhs), act_type(op.output)
-    shell, hb = stream_module(name, a_t, y_t, options, b_type=b_t)
+    lanes = options.lanes_of(op.lhs)
+    shell, hb = stream_module(name, a_t, y_t, options, b_type=b_t, lanes_in=lanes,
+                              lanes_out=lanes)
     a = shell.args
     en = a["en"]
     fifo_a = Fifo(hb, depth_a, f"{name}_fifo_a")
@@ -34,7 +37,7 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
     frac = max(fa, fb)
     lo, hi = clamp_bounds(y_t.fmt, op.act)
     channels = []
-    for c in range(y_t.dims[0]):
+    for c in range(y_t.dims[0] * lanes):  # lane-major items
         xa = hb.shl_sig(input_sig(hb, head_a, a_t.fmt, c), frac - fa)
         xb = hb.shl_sig(input_sig(hb, head_b, b_t.fmt, c), frac - fb)
         s = hb.settle(hb.add_sig(xa, xb))
@@ -42,7 +45,8 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
         channels.append(hb.settle(hb.rescale(s, frac - fy, lo, hi)))
     valid, data, lat = finish_outputs(hb, channels, y_t.fmt, pop, name)
     latency = 1 + lat
-    report = layer_report("residual_add", op, hb, latency, fifo_depths=[depth_a, depth_b])
+    report = layer_report("residual_add", op, hb, latency, fifo_depths=[depth_a, depth_b],
+                          **lanes_entry(lanes))
     module = shell.finish({"out_valid": valid, "out_data": data}, report)
     timing = StreamTiming.of(np.maximum(ta.need, tb.need), ta.frame_pixels,
                              min(ta.lat_lo, tb.lat_lo) + latency,

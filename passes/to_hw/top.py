@@ -46,16 +46,16 @@ class TopLayer:
 
 
 def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSAValue,
-                   npu_inst: hw.InstanceOp) -> None:
+                   npu_inst: hw.InstanceOp, pixels_per_cycle: int = 1) -> None:
     """
     The NPU flips weight banks at an image boundary given by `swap_at`: the number of
-    images whose first pixel the top had accepted *before* the cycle of the swap pulse.
+    images whose first pixel (beat) the top had accepted *before* the cycle of the swap pulse.
     So every image is classified with the weights that were current when it entered,
     however many images are still in flight inside the pipeline.
     """
-    pixels_per_image = in_t.dims[1] * in_t.dims[2]
+    beats_per_image = in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
     accept = hb.and_(in_valid, en)
-    pixel = hb.counter(pixels_per_image - 1, accept, name="in_pixel")
+    pixel = hb.counter(beats_per_image - 1, accept, name="in_pixel")
     first_pixel = hb.and_(accept, hb.eq_const(pixel, 0))
     started = hb.feedback_reg(32, 0, "images_started")
     started.set(hb.mux(first_pixel, hb.add_wrap(started.q, hb.const(1, 32)), started.q))
@@ -63,17 +63,24 @@ def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSA
     npu_inst.operands[names.index("swap_at")] = started.q
 
 
+def cycles_per_image_row(in_t: po2.ActType, pixels_per_cycle: int) -> int:
+    """Beats per input row (the last beat of a row may carry fewer pixels)."""
+    width = in_t.dims[2] if len(in_t.dims) == 3 else 1
+    return -(-width // pixels_per_cycle)
+
+
 def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SSAValue,
-              latency_cycles: int = 0) -> hw.HWModuleOp:
+              latency_cycles: int = 0, pixels_per_cycle: int = 1,
+              result_lanes: int = 1) -> hw.HWModuleOp:
     """
-    The top of a network whose input stream is the func value `image` and whose output is
-    `result`; with an NPU its ports are the NPU's write port and class/logits, else the
-    result stream.
+    The top of a network whose input stream is the func value `image` (`pixels_per_cycle`
+    pixels per beat) and whose output is `result` (`result_lanes` pixels per beat); with an
+    NPU its ports are the NPU's write port and class/logits, else the result stream.
     """
     in_t, out_t = act_type(image), act_type(result)
     ins: list[tuple[str, Attribute]] = [
         ("clk", seq.ClockType()), ("rst", i1), ("in_valid", i1),
-        ("in_data", IntegerType(stream_bits(in_t)))]
+        ("in_data", IntegerType(stream_bits(in_t, pixels_per_cycle)))]
     outs: list[tuple[str, Attribute]] = [("in_ready", i1), ("out_valid", i1)]
     npu = next((layer for layer in layers if layer.is_npu), None)
     if npu is not None:
@@ -82,7 +89,7 @@ def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SS
                 ("npu_swap", i1)]
         outs += [("out_class", ports["out_class"]), ("out_logits", ports["out_logits"])]
     else:
-        outs += [("out_data", IntegerType(stream_bits(out_t)))]
+        outs += [("out_data", IntegerType(stream_bits(out_t, result_lanes)))]
     shell = ModuleShell(name, ins, outs)
     a = shell.args
     hb = HwBuilder(shell.block, a["clk"], a["rst"])
@@ -125,7 +132,7 @@ def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SS
         namehint(en.owner, "en")
         for inst in gated:
             inst.operands[2] = en
-        _drive_swap_at(hb, in_t, a["in_valid"], en, npu_inst)
+        _drive_swap_at(hb, in_t, a["in_valid"], en, npu_inst, pixels_per_cycle)
         values = {"in_ready": en, "out_valid": results["out_valid"],
                   "out_class": results["out_class"], "out_logits": results["out_logits"]}
     else:
@@ -136,8 +143,10 @@ def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SS
         "layer": name,
         "input_shape": list(in_t.dims),
         "output_shape": list(out_t.dims),
-        "cycles_per_image": in_t.dims[1] * in_t.dims[2] if len(in_t.dims) == 3 else 1,
+        "cycles_per_image": in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
+        if len(in_t.dims) == 3 else 1,
         "pipeline_stages": sum(layer.latency for layer in layers if layer.symbol is not None),
         "latency_cycles": latency_cycles,
+        **({"pixels_per_cycle": pixels_per_cycle} if pixels_per_cycle > 1 else {}),
     }
     return shell.finish(values, report)

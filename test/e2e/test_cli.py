@@ -230,7 +230,8 @@ BAD_OPTIONS = [
     ["--prune", "1.0"], ["--prune", "-0.5"], ["--npu-weight-bits", "0"],
     ["--npu-weight-bits", "1"], ["--npu-weight-bits", "64"], ["--clock-mhz", "0"],
     ["--levels-per-stage", "0"], ["--npu-lanes", "-1"], ["--input-shape", "3,x,7"],
-    ["--input-shape", "3,7"],
+    ["--input-shape", "3,7"], ["--pixels-per-cycle", "0"], ["--pixels-per-cycle", "100000"],
+    ["--images-per-second", "0"], ["--images-per-second", "1e15"],
 ]
 
 
@@ -247,7 +248,7 @@ def test_api_bad_options(tmp_path, option):
     out = tmp_path / "design"
     key = option[0][2:].replace("-", "_")
     value = option[1] if key == "input_shape" else float(option[1])
-    if key != "input_shape" and key not in ("clock_mhz", "prune"):
+    if key != "input_shape" and key not in ("clock_mhz", "prune", "images_per_second"):
         value = int(value)
     with pytest.raises(HashiflexError) as info:
         api.compile(f"{NETS_FILE}:{SMALL}", out, calib=nets.calibration(SMALL), **{key: value})

@@ -138,7 +138,7 @@ def test_logits_frac_follows_the_weights(tmp_path, small_design):
     module = parse_ir(small_design.file("po2"))
     npu = npu_op(module)
     feature_frac = npu.input.type.fmt.frac
-    design_weight_frac = npu.weight_frac.value.data
+    design_weight_frac = npu.weight_frac
     weights = _weights_file(tmp_path, small_design, weight_frac=np.int64(design_weight_frac - 2),
                             feature_frac=np.int64(feature_frac))
     x = tmp_path / "x.npy"

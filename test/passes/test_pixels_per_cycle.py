@@ -1,0 +1,228 @@
+"""
+Several pixels per cycle (`pixels_per_cycle` P, passes/to_hw/rates.py): the rate model, and
+the lowered layers streamed beat by beat through the hw simulator against the golden model,
+for convs of every geometry (strides, paddings, odd widths), residual adds, requant and
+pooling.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+
+from hashiflex.dialects import po2
+from hashiflex.golden import model as golden
+from hashiflex.golden.semantics import Format
+from hashiflex.interpreters.hw import HwSimulator
+from hashiflex.packing import pack_beats, split_fields
+from hashiflex.passes.po2_to_hw import Po2ToHwPass
+from hashiflex.passes.po2_unroll import Po2UnrollPass
+from hashiflex.passes.to_hw import LoweringError, design_report
+from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle, cycles_per_image,
+                                          pixels_for_rate, stream_rates, supports)
+from hashiflex.tools.registry import make_context
+from po2_testlib import conv_module
+from test_po2_to_hw import CONV_CASES, _images, _network
+
+
+def _lower(module, **options):
+    ctx = make_context()
+    Po2UnrollPass().apply(ctx, module)
+    Po2ToHwPass(**options).apply(ctx, module)
+    module.verify()
+    return module
+
+
+def _stream_beats(sim: HwSimulator, images: np.ndarray, fmt: Format, lanes: int,
+                  out_beats: int, rng: random.Random, gaps: bool = True) -> list[int]:
+    """Drive images beat by beat through a top (random gaps), return `out_beats` out words."""
+    beats = pack_beats(images, fmt.bits, lanes)
+    beats += [0] * (len(beats) // len(images) + 8)  # drain with zero beats
+    got: list[int] = []
+    sim.step(rst=1, in_valid=0, in_data=0)
+    i = 0
+    while i < len(beats) and len(got) < out_beats:
+        valid = 0 if gaps and rng.random() < 0.3 else 1
+        out = sim.step(rst=0, in_valid=valid, in_data=beats[i])
+        if out["out_valid"]:
+            got.append(out["out_data"])
+        i += valid
+    assert len(got) == out_beats, f"{len(got)} output beats, expected {out_beats}"
+    return got
+
+
+def _unpack(words: list[int], n: int, oh: int, ow: int, lanes: int, ch: int,
+            fmt: Format) -> np.ndarray:
+    """Output beats -> (N, C, OH, OW): q pixels per beat, the lanes past OW dropped."""
+    groups = -(-ow // lanes)
+    fields = [split_fields(w, lanes * ch, fmt.bits, fmt.signed) for w in words]
+    arr = np.array(fields).reshape(n, oh, groups * lanes, ch)[:, :, :ow, :]
+    return arr.transpose(0, 3, 1, 2)
+
+
+def _sim(module, top: str) -> HwSimulator:
+    return HwSimulator(module, top)
+
+
+# -- the rate model ----------------------------------------------------------------------------
+
+
+def test_rate_model_bad_input_and_rate_choice():
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(RateError, match="positive integer"):
+            check_pixels_per_cycle(bad, 4, 5)
+    with pytest.raises(RateError, match="larger than the input's 4x5 = 20 pixels"):
+        check_pixels_per_cycle(21, 4, 5)
+    with pytest.raises(RateError, match="larger than the input width 5.*not supported yet"):
+        check_pixels_per_cycle(6, 4, 5)
+    assert cycles_per_image(32, 32, 4) == 256 and cycles_per_image(32, 32, 16) == 64
+    assert cycles_per_image(5, 7, 2) == 20  # rows of 7 take 4 beats
+    assert pixels_for_rate(3.9e6, 1000, 32, 32) == 4
+    assert pixels_for_rate(15.6e6, 1000, 32, 32) == 16
+    assert pixels_for_rate(1e3, 1000, 32, 32) == 1
+    with pytest.raises(RateError, match="more than one input row per cycle"):
+        pixels_for_rate(1e9, 1000, 32, 32)
+
+
+def test_lanes_follow_the_strides():
+    """Stem stride 2 at P=4 -> 2 lanes; a later stride 2 -> 1; pooling -> 1."""
+    fmt = Format(8, False, 4)
+    ops = {}
+
+    def build(block):
+        x = block.args[0]
+        c1 = po2.Conv2dOp("stem", x, po2.ActType((2, 4, 8), fmt),
+                          weights=np.ones((2, 1, 3, 3), np.int8), exp_base=[0, 0], bias=[0, 0],
+                          stride=(2, 2), padding=(1, 1, 1, 1))
+        c2 = po2.Conv2dOp("down", c1.output, po2.ActType((2, 2, 4), fmt),
+                          weights=np.ones((2, 2, 1, 1), np.int8), exp_base=[0, 0], bias=[0, 0],
+                          stride=(2, 2))
+        pool = po2.AvgPoolOp("pool", c2.output, po2.ActType((2, 1, 1), fmt))
+        block.add_ops([c1, c2, pool])
+        ops.update(c1=c1, c2=c2, pool=pool)
+        return pool.output
+
+    module = _network(build, po2.ActType((1, 8, 16), fmt))
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 4)
+    assert rates.cycles_per_image == 32
+    assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [2, 1, 1]
+    with pytest.raises(RateError, match="layer 'stem': 3 pixels per cycle into a conv of "
+                                        "stride 2.*not supported yet"):
+        stream_rates(fn.args[0], fn.body.block.ops, 3)
+    # --images-per-second skips the P the strides cannot follow: 3 would do (48 cycles)
+    assert pixels_for_rate(1e9 / 48, 1000, 8, 16) == 3
+    assert pixels_for_rate(1e9 / 48, 1000, 8, 16,
+                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 4
+    with pytest.raises(LoweringError, match="layer 'stem'"):
+        _lower(module, pixels_per_cycle=3)
+
+
+# -- convs, beat by beat -----------------------------------------------------------------------
+
+
+def _conv_cases():
+    for case, (in_shape, _, _, stride, _, _) in sorted(CONV_CASES.items()):
+        for p in (2, 3, 4):
+            if p <= in_shape[2] and p % stride[1] == 0:
+                yield case, p
+
+
+@pytest.mark.parametrize("case,p", list(_conv_cases()))
+def test_conv_lanes_match_golden(case, p):
+    in_shape, cout, kernel, stride, padding, groups = CONV_CASES[case]
+    rng = np.random.default_rng(abs(hash((case, p))) % 1000)
+    in_fmt = Format(8, case == "asym_pad", 4)
+    out_fmt = Format(8, case != "1x1", 3)
+    codes = rng.integers(-4, 5, size=(cout, in_shape[0] // groups, *kernel)).astype(np.int8)
+    module = conv_module(in_shape, in_fmt, out_fmt, codes, exp_base=list(range(-1, cout - 1)),
+                         bias=list(rng.integers(-50, 50, size=cout)), stride=stride,
+                         padding=padding, groups=groups)
+    conv = next(op for op in module.walk() if isinstance(op, po2.Conv2dOp))
+    images = _images(rng, in_shape, in_fmt, 3)
+    want = golden.conv2d(images, conv)
+    _lower(module, pixels_per_cycle=p)
+    q = p // stride[1]
+    (layer,) = design_report(module)["layers"]
+    assert layer.get("lanes", 1) == q
+    oh, ow = want.shape[2:]
+    words = _stream_beats(_sim(module, "main_top"), images, in_fmt, p, 3 * oh * -(-ow // q),
+                          random.Random(p))
+    got = _unpack(words, 3, oh, ow, q, cout, out_fmt)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("p", [2, 4, 5])
+def test_residual_requant_avgpool_lanes(p):
+    """conv -> conv + skip -> residual add -> requant -> avgpool at P lanes (width 6)."""
+    in_fmt, mid_fmt = Format(8, False, 4), Format(8, True, 3)
+    rng = np.random.default_rng(11)
+    shape = (2, 5, 6)
+
+    def build(block):
+        x = block.args[0]
+        c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, 5, 6), mid_fmt),
+                          weights=rng.integers(-3, 4, size=(3, 2, 3, 3)).astype(np.int8),
+                          exp_base=[0, 0, -1], bias=[1, 2, 3], padding=(1, 1, 1, 1))
+        c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType((2, 5, 6), mid_fmt),
+                          weights=rng.integers(-3, 4, size=(2, 3, 1, 1)).astype(np.int8),
+                          exp_base=[1, 0], bias=[-4, 4])
+        add = po2.ResidualAddOp("b.add", x, c2.output, po2.ActType(shape, Format(8, True, 2)),
+                                act="relu")
+        rq = po2.RequantOp("b.rq", add.output, po2.ActType(shape, Format(6, False, 1)))
+        pool = po2.AvgPoolOp("pool", rq.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
+        block.add_ops([c1, c2, add, rq, pool])
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, in_fmt))
+    images = _images(rng, shape, in_fmt, 3)
+    want = golden.run_int(module, images).reshape(3, 2)
+    _lower(module, pixels_per_cycle=p)
+    top = design_report(module)["top"]
+    assert top["cycles_per_image"] == 5 * -(-6 // p) and top["pixels_per_cycle"] == p
+    words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 3, random.Random(p))
+    got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
+
+
+def test_partial_beats_and_dont_care_lanes():
+    """
+    docs/microarchitecture.md, "Several pixels per cycle": the lanes past a row's end in its
+    last beat are ignored (garbage there changes nothing); there is no partial beat in the
+    middle of a row: every lane of such a beat is taken as a pixel (a driver that leaves two
+    lanes at zero gets that image computed with those pixels zero), and the stream stays
+    aligned, so the next image is intact.
+    """
+    in_fmt, out_fmt = Format(8, False, 4), Format(8, True, 3)
+    rng = np.random.default_rng(3)
+    shape, p = (2, 5, 7), 4
+    codes = rng.integers(-4, 5, size=(3, 2, 3, 3)).astype(np.int8)
+    module = conv_module(shape, in_fmt, out_fmt, codes, exp_base=[0, 0, -1], bias=[3, -3, 0],
+                         padding=(1, 1, 1, 1))
+    conv = next(op for op in module.walk() if isinstance(op, po2.Conv2dOp))
+    images = _images(rng, shape, in_fmt, 2)
+    _lower(module, pixels_per_cycle=p)
+    beats = pack_beats(images, in_fmt.bits, p)
+    lane_bits = 2 * in_fmt.bits
+    # garbage in lane 3 of every row's last beat (the row has 7 = 4 + 3 pixels)
+    for row in range(2 * 5):
+        beats[2 * row + 1] |= 0xABCD << (3 * lane_bits)
+    # image 0, row 2, first beat: a driver "offering 2 pixels" leaves lanes 2 and 3 at zero
+    beats[2 * 2] &= (1 << (2 * lane_bits)) - 1
+    seen = images.copy()
+    seen[0, :, 2, 2:4] = 0
+    want = golden.conv2d(seen, conv)
+    sim = _sim(module, "main_top")
+    beats += [0] * 20
+    sim.step(rst=1, in_valid=0, in_data=0)
+    words = []
+    for beat in beats:
+        out = sim.step(rst=0, in_valid=1, in_data=beat)
+        if out["out_valid"]:
+            words.append(out["out_data"])
+    got = _unpack(words[:2 * 5 * 2], 2, 5, 7, p, 3, out_fmt)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(want[0], golden.conv2d(images, conv)[0])  # the zeros mattered
