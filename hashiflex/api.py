@@ -112,14 +112,16 @@ __all__ = [
 ]
 
 
-def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0, progress: Progress = QUIET):
+def lower_to_hw(module, *, levels_per_stage: int = 0, npu_lanes: int = 0, clock_mhz: float = 1000.0,
+                progress: Progress = QUIET):
     """Run the hardening pipeline in place: unroll, canonicalise, infer widths, to hw."""
     from hashiflex.passes import hardening_pipeline
     from hashiflex.tools.registry import make_context
     from xdsl.utils.exceptions import DiagnosticException
 
     ctx = make_context()
-    for pass_ in hardening_pipeline(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes):
+    for pass_ in hardening_pipeline(levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
+                                    clock_mhz=clock_mhz):
         with progress.step(f"pass {pass_.name}"):
             try:
                 pass_.apply(ctx, module)

@@ -24,7 +24,7 @@ def compile(
     out: Path | str,
     *,
     clock_mhz: float = 1000.0,
-    levels_per_stage: int = 2,
+    levels_per_stage: int | None = None,
     npu_lanes: int = 0,
     progress: Progress = QUIET,
     **quant_options,
@@ -35,8 +35,10 @@ def compile(
 
     if clock_mhz <= 0:
         raise InputError(f"--clock-mhz must be positive, got {clock_mhz}")
-    if npu_lanes < 0 or levels_per_stage < 1:
+    if npu_lanes < 0 or (levels_per_stage is not None and levels_per_stage < 1):
         raise InputError("--npu-lanes must be >= 0 and --levels-per-stage >= 1")
+    # None: registers placed by the delay model for clock_mhz (passes/to_hw/delay.py).
+    levels_per_stage = levels_per_stage or 0
     out = Path(out)
     module, _ = import_model(spec, progress=progress, **quant_options)
     name = find_network(module).sym_name.data
@@ -55,7 +57,7 @@ def compile(
         # byte-identical to lower_to_hw + print_ir + emit_sv_files, one layer's IR at a time.
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
-                                  levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
+                                  levels_per_stage=levels_per_stage, npu_lanes=npu_lanes, clock_mhz=clock_mhz,
                                   progress=progress)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")

@@ -73,7 +73,8 @@ def lower_and_emit(
     *,
     hw_file: str = "model.hw.mlir",
     rtl_dir: str = "rtl",
-    levels_per_stage: int = 2,
+    levels_per_stage: int = 0,
+    clock_mhz: float = 1000.0,
     npu_lanes: int = 0,
     progress: Progress = QUIET,
     progress_every: float = 3.0,
@@ -106,7 +107,7 @@ def lower_and_emit(
     fn = funcs[0]
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     _unroll, canonicalize, _infer_widths, to_hw = hardening_pipeline(
-        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes)
+        levels_per_stage=levels_per_stage, npu_lanes=npu_lanes, clock_mhz=clock_mhz)
 
     # Layer-level canonicalisation first (no-op requants): on the layer-level func it is
     # what the whole-module pass does outside the datapaths, which are canonicalised one
@@ -144,7 +145,8 @@ def lower_and_emit(
                    po2.AvgPoolOp, po2.NpuLinearOp)
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
-        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name)
+        net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,
+                              to_hw.clock_mhz)
     except DiagnosticException as error:
         raise lowering_error(error)
     sv = SvFileWriter(out_dir / rtl_dir)

@@ -34,16 +34,20 @@ class Po2ToHwPass(ModulePass):
 
     name = "po2-to-hw"
 
-    levels_per_stage: int = 2
+    #: 0: pipeline registers placed by the delay model for `clock_mhz` (to_hw/delay.py);
+    #: N > 0: a register after every N adder levels (the manual override).
+    levels_per_stage: int = 0
     top_name: str = ""
     npu_lanes: int = 0
+    clock_mhz: float = 1000.0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = [f for f in op.ops if isinstance(f, func.FuncOp)]
         if len(funcs) != 1:
             raise LoweringError(f"po2-to-hw expects exactly one func.func, found {len(funcs)}")
         fn = funcs[0]
-        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name).build()
+        modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name,
+                                  self.clock_mhz).build()
         fn.detach()
         fn.erase()
         for m in modules:

@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, i32,
 from xdsl.ir import Block, Operation, SSAValue
 
 from hashiflex.golden.semantics import bits_for_range, round_shift, saturate
+from hashiflex.passes.to_hw import delay
 from hashiflex.names import namehint
 
 # Ops are made with `Op.create` and types come from a cache: the IRDL constructors verify
@@ -137,7 +138,10 @@ class HwBuilder:
     clk: SSAValue
     rst: SSAValue | None = None
     en: SSAValue | None = None
-    levels_per_stage: int = 2
+    #: Adder levels between pipeline registers; 0: as many as the delay model fits in a
+    #: period of `clock_mhz` (delay.py), depending on the adders' width.
+    levels_per_stage: int = 0
+    clock_mhz: float = 1000.0
     stats: HwStats = field(default_factory=HwStats)
     _consts: dict[tuple[int, int], SSAValue] = field(default_factory=dict)
     _delays: dict[SSAValue, list[SSAValue]] = field(default_factory=dict)
@@ -462,22 +466,36 @@ class HwBuilder:
         lat = max((x.lat for x in xs if not x.const), default=0)
         return [self.retime(x, lat) for x in xs]
 
+    def levels_for(self, width: int) -> int:
+        """Adder levels of `width` bits allowed between two registers (override or model)."""
+        if self.levels_per_stage > 0:
+            return self.levels_per_stage
+        return delay.levels_per_stage(self.clock_mhz, width)
+
     def make_room(self, x: Sig, levels: int) -> Sig:
-        """Register `x` first if `levels` more adder levels would exceed levels_per_stage."""
-        if x.depth > 0 and x.depth + levels > self.levels_per_stage:
+        """Register `x` first if `levels` more adder levels would not fit in a stage."""
+        if x.depth > 0 and x.depth + levels > self.levels_for(x.width + levels):
             return self.stage(x)
         return x
 
     def settle(self, x: Sig) -> Sig:
-        """Register `x` when its combinational depth has reached levels_per_stage."""
-        return self.stage(x) if x.depth >= self.levels_per_stage else x
+        """Register `x` when its combinational depth has filled a stage."""
+        return self.stage(x) if x.depth >= self.levels_for(x.width) else x
+
+    def _stage_full(self, level: Sequence[Sig]) -> bool:
+        """Would one more adder level on `level` overflow the stage? (The delay of a chain of
+        adders grows with its levels and its widest adder: the next one is ~1 bit wider.)"""
+        depth = max(t.depth for t in level)
+        width = max(t.width for t in level) + 1
+        return depth + 1 > self.levels_for(width)
 
     def adder_tree(self, terms: Sequence[Sig], name: str | None = None) -> Sig:
         """
         The exact sum of `terms` as a balanced binary tree of two-input adders, each as
-        wide as the interval of its result, with a register after every `levels_per_stage`
-        adder levels (all values of a level are registered together, so the tree stays
-        latency-balanced). Returns the sum; its `lat` is the tree's output latency.
+        wide as the interval of its result, with a register before a level that would not
+        fit in the stage (`_stage_full`); all values of a level are registered together, so
+        the tree stays latency-balanced. Returns the sum; its `lat` is the tree's output
+        latency.
         """
         assert terms, "an adder tree needs at least one term"
         consts = [t for t in terms if t.const]
@@ -491,7 +509,7 @@ class HwBuilder:
         # Pair terms of similar magnitude so that narrow adders add narrow values.
         level.sort(key=lambda t: max(abs(t.lo), abs(t.hi)))
         depth = max(t.depth for t in level)
-        if depth + 1 > self.levels_per_stage and depth > 0:
+        if depth > 0 and self._stage_full(level):
             level = [self.stage(t) for t in level]
         index = 0
         while len(level) > 1:
@@ -503,7 +521,7 @@ class HwBuilder:
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
-            if max(t.depth for t in level) >= self.levels_per_stage and len(level) > 1:
+            if len(level) > 1 and self._stage_full(level):
                 level = [self.stage(t) for t in level]
         return level[0]
 

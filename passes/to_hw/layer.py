@@ -75,7 +75,8 @@ def stream_module(name: str, in_type: po2.ActType, out_type: po2.ActType, option
         ins[6] = ("b_data", IntegerType(stream_bits(b_type)))
     shell = ModuleShell(name, ins, outs)
     a = shell.args
-    return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"], options.levels_per_stage)
+    return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"],
+                            options.levels_per_stage, options.clock_mhz)
 
 
 def layer_ports(data_in: int, data_out: int, two_inputs: bool = False) -> tuple[list, list]:
@@ -106,10 +107,11 @@ class LayerOptions:
     stream lowered so far (keyed by the layer-level func's values).
     """
 
-    levels_per_stage: int = 2
+    levels_per_stage: int = 0  # 0: from the delay model at clock_mhz (delay.py)
     npu_lanes: int = 0  # 0: enough lanes to keep up with the pipeline
     frame_pixels: int = 1  # input pixels per image
     streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
+    clock_mhz: float = 1000.0  # the timing target pipeline registers are placed for
 
 
 @dataclass

@@ -3,7 +3,7 @@ The network loop shared by the `po2-to-hw` pass and the streaming flow: one lowe
 layer kind, looked up by op class (`LOWERINGS`, CIRCT's pattern-per-op seam), the naming of
 the modules, the stream timing of every value, and the top.
 
-    net = NetworkLowering(fn, levels_per_stage=2, npu_lanes=0)
+    net = NetworkLowering(fn, levels_per_stage=0, npu_lanes=0, clock_mhz=1000.0)
     for op in net.layers():
         layer = net.lower(op)         # LayerHw: module (None for wiring), latency, timing
         ...                           # keep layer.module, or write it out and drop it
@@ -70,8 +70,8 @@ def lower_layer(op: Operation, name: str, options: LayerOptions) -> LayerHw:
 class NetworkLowering:
     """Layer modules in graph order, then the top that instantiates and wires them."""
 
-    def __init__(self, fn: func.FuncOp, levels_per_stage: int = 2, npu_lanes: int = 0,
-                 top_name: str = ""):
+    def __init__(self, fn: func.FuncOp, levels_per_stage: int = 0, npu_lanes: int = 0,
+                 top_name: str = "", clock_mhz: float = 1000.0):
         if len(fn.args) != 1 or not isinstance(fn.args[0].type, po2.ActType):
             raise LoweringError(f"@{fn.sym_name.data} must take one !po2.act image argument")
         self.fn = fn
@@ -79,8 +79,8 @@ class NetworkLowering:
         self.frame_pixels = in_t.dims[1] * in_t.dims[2] if len(in_t.dims) == 3 else 1
         self.streams: dict[SSAValue, StreamTiming] = {
             fn.args[0]: StreamTiming.input(self.frame_pixels)}
-        self.options = LayerOptions(max(1, levels_per_stage), npu_lanes, self.frame_pixels,
-                                    self.streams)
+        self.options = LayerOptions(max(0, levels_per_stage), npu_lanes, self.frame_pixels,
+                                    self.streams, clock_mhz)
         self.top_name = sv_name(top_name or f"{fn.sym_name.data}_top")
         self.used_names: set[str] = {self.top_name}
         self.plan: list[TopLayer] = []
