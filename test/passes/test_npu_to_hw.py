@@ -29,6 +29,7 @@ from hashiflex.passes.to_hw.npu import (
     npu_class_bits,
     npu_cycles_per_image,
     npu_latency,
+    npu_mac_stages,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -61,11 +62,12 @@ def reference(W: np.ndarray, bias: np.ndarray, x: np.ndarray) -> tuple[list[int]
 class Npu:
     """A built NPU plus its simulator and a driver for stimulus/response."""
 
-    def __init__(self, K, N, *, in_bits=8, in_signed=False, weight_bits=8, bias_bits=24, lanes=1, W=None, b=None):
+    def __init__(self, K, N, *, in_bits=8, in_signed=False, weight_bits=8, bias_bits=24, lanes=1, W=None, b=None,
+                 mac_stages=0):
         self.K, self.N, self.IB, self.signed = K, N, in_bits, in_signed
         self.WB, self.BB = weight_bits, bias_bits
         self.LB = npu_logit_bits(K, Format(in_bits, in_signed, 0), weight_bits, bias_bits)
-        self.lanes = lanes
+        self.lanes, self.mac_stages = lanes, mac_stages
         self.module = build_npu_module(
             "npu",
             in_features=K,
@@ -78,6 +80,7 @@ class Npu:
             lanes=lanes,
             init_weights=W,
             init_bias=b,
+            mac_stages=mac_stages,
         )
         self.sim = HwSimulator(self.module)
         self.cycle = 0
@@ -137,7 +140,7 @@ class Npu:
                 self.tick(**(pending.pop(0) if pending else {}))
         for extra in pending:
             self.tick(**extra)
-        drain = npu_latency(self.K, self.N, self.lanes) + 2 if drain is None else drain
+        drain = npu_latency(self.K, self.N, self.lanes, self.mac_stages) + 2 if drain is None else drain
         for _ in range(drain):
             self.tick()
 
@@ -282,6 +285,31 @@ def test_stream_back_to_back(K, N, signed, lanes):
     lat = [r[0] - a for r, a in zip(npu.results, npu.accepts)]
     assert lat == [npu_latency(K, N, lanes)] * len(vectors)
     assert npu_latency(K, N, lanes) == M + 3 + npu_argmax_stages(N)
+
+
+@pytest.mark.parametrize("K,N,signed,lanes,stages", [(5, 3, False, 1, 1), (16, 10, True, 24, 2),
+                                                     (7, 17, True, 8, 2)])
+def test_mac_register(K, N, signed, lanes, stages):
+    """Registers after the selection and the multiply (timing-driven, issue 9): same results
+    and rate, `stages` more cycles of latency."""
+    rng = np.random.default_rng(K * 1000 + N * 10 + lanes + 1)
+    W, b = rand_weights(rng, N, K)
+    npu = Npu(K, N, in_signed=signed, lanes=lanes, W=W, b=b, mac_stages=stages)
+    vectors = rand_vectors(rng, 5, K, 8, signed)
+    npu.run(vectors)
+    npu.check(vectors, [(W, b)] * len(vectors))
+    assert (np.diff(npu.accepts) == npu_cycles_per_image(K, N, lanes)).all()
+    lat = [r[0] - a for r, a in zip(npu.results, npu.accepts)]
+    assert lat == [npu_latency(K, N, lanes, stages)] * len(vectors)
+    assert npu_latency(K, N, lanes, stages) == npu_latency(K, N, lanes) + stages
+
+
+def test_mac_stages_follow_the_clock_target():
+    """tiny_cnn's NPU shape (one lane, 24 features, 10 classes): split twice at 1000 MHz
+    (select | multiply | add), not at 400."""
+    assert npu_mac_stages(24, 10, 1, 8, 8, 24, 1000.0) == 2
+    assert npu_mac_stages(24, 10, 1, 8, 8, 24, 400.0) == 0
+    assert npu_mac_stages(24, 10, 1, 8, 8, 24, None) == 0
 
 
 @pytest.mark.parametrize("K,N,signed,lanes", [(5, 3, False, 2), (16, 10, True, 24), (7, 17, False, 8)])
