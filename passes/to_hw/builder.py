@@ -372,7 +372,25 @@ class HwBuilder:
 
     def delay(self, value: SSAValue, cycles: int, enable: SSAValue | None = None,
               reset_value: int | None = None, name: str | None = None) -> SSAValue:
-        """`value` delayed by `cycles` registers (enabled by `enable`); shared per value."""
+        """
+        `value` delayed by `cycles` registers (enabled by `enable`); shared per value. Bits
+        that are wiring are not registered (issue 10): a `concat` is delayed part by part,
+        its constant parts (the zeros of a shift) pass through, and a `replicate` (the copies
+        of a sign extension) is rebuilt after the delayed bit it copies.
+        """
+        if cycles == 0:
+            return value
+        op = value.owner
+        if reset_value is None and isinstance(op, comb.ConcatOp | comb.ReplicateOp) and (
+                isinstance(op, comb.ReplicateOp)
+                or any(self.constant_value(p) is not None or isinstance(p.owner, comb.ReplicateOp)
+                       for p in op.operands)):
+            if isinstance(op, comb.ReplicateOp):
+                bit = self.delay(op.operands[0], cycles, enable, None, name)
+                return self.add(comb.ReplicateOp.create(operands=[bit], result_types=[value.type]))
+            parts = [p if self.constant_value(p) is not None
+                     else self.delay(p, cycles, enable, None, name) for p in op.operands]
+            return self.concat(parts)
         line = self._delays.setdefault(value, [value])
         while len(line) <= cycles:
             stage = len(line)
@@ -449,10 +467,12 @@ class HwBuilder:
     # -- pipelining ----------------------------------------------------------------------------
 
     def stage(self, x: Sig, name: str | None = None) -> Sig:
-        """A pipeline register (enabled by `en`) after `x`; constants pass through."""
+        """A pipeline register (enabled by `en`) after `x`; constants and wiring bits pass
+        through (`delay`), and the register is shared with any delay line of `x`."""
         if x.const:
             return x
-        return replace(x, value=self.reg(x.value, self.en, name=name), lat=x.lat + 1, depth=0)
+        return replace(x, value=self.delay(x.value, 1, self.en, name=name), lat=x.lat + 1,
+                       depth=0)
 
     def retime(self, x: Sig, lat: int) -> Sig:
         """`x` delayed to latency `lat` (>= x.lat) through shared delay registers."""
