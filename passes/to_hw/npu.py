@@ -35,7 +35,8 @@ Timing (cycle numbers relative to the cycle `a` in which a vector is accepted)
                     M = G*C = `npu_cycles_per_image`
     a+2 .. a+M+1    stage S1: accumulate, write back the logits of a finished group
     a+M+2           argmax comparator tree over the logit registers (registered every
-                    `ARGMAX_LEVELS_PER_STAGE` levels when N >= 16: D extra cycles)
+                    `argmax_levels` from the delay model, else ARGMAX_LEVELS_PER_STAGE levels
+                    when N >= 16: D extra cycles; MAC registers add `npu_mac_stages`)
     a+M+3+D         `out_valid` pulses, with `out_class` and `out_logits` (all registered)
     The latency is `npu_latency = M + 3 + D`; the initiation interval is M (no fixed
     overhead): the next vector is accepted in the cycle of the last MAC step of the
@@ -156,22 +157,29 @@ def npu_cycles_per_image(K: int, N: int, lanes: int) -> int:
     return _ceil_div(N, lc) * _ceil_div(K, lk)
 
 
-def npu_argmax_stages(N: int) -> int:
-    """Extra pipeline registers inside the argmax tree (0 below 16 classes)."""
+def npu_argmax_stages(N: int, argmax_levels: int | None = None) -> int:
+    """
+    Extra pipeline registers inside the argmax tree: with `argmax_levels` (compare/select
+    levels per stage, from the delay model) a register after every that many levels; None:
+    the fixed rule (none below 16 classes, else every ARGMAX_LEVELS_PER_STAGE levels).
+    """
     levels = max(0, (N - 1).bit_length())
+    if argmax_levels is not None:
+        return max(0, _ceil_div(levels, max(1, argmax_levels)) - 1)
     if N < ARGMAX_PIPELINE_MIN_CLASSES or levels <= ARGMAX_LEVELS_PER_STAGE:
         return 0
     return _ceil_div(levels, ARGMAX_LEVELS_PER_STAGE) - 1
 
 
-def npu_latency(K: int, N: int, lanes: int, mac_stages: int = 0) -> int:
+def npu_latency(K: int, N: int, lanes: int, mac_stages: int = 0,
+                argmax_levels: int | None = None) -> int:
     """
     Cycles from the cycle a vector is accepted (`in_valid && !stall`) to the cycle its
     `out_valid` is high: M MAC steps + 1 (S1 accumulate/write back) + 1 (argmax + output
     register) + 1 (the accept cycle itself) + the argmax pipeline stages + the registers
     inside the MAC path (`npu_mac_stages`).
     """
-    return npu_cycles_per_image(K, N, lanes) + 3 + npu_argmax_stages(N) + mac_stages
+    return npu_cycles_per_image(K, N, lanes) + 3 + npu_argmax_stages(N, argmax_levels) + mac_stages
 
 
 def npu_mac_stages(K: int, N: int, lanes: int, in_bits: int, weight_bits: int,
@@ -255,6 +263,7 @@ def build_npu_module(
     init_weights: np.ndarray | None = None,
     init_bias: np.ndarray | None = None,
     mac_stages: int = 0,
+    argmax_levels: int | None = None,
 ) -> hw.HWModuleOp:
     """
     The NPU as one `hw.module` named `name`, ports (see the module docstring for behaviour):
@@ -465,7 +474,9 @@ def build_npu_module(
     # ---------------- argmax (lowest index wins ties) ----------------
     nodes: list[tuple[SSAValue, SSAValue]] = [(logits[n], b.const(n, CB)) for n in range(N)]
     valid, vec = lv.q, b.concat(logits[::-1])
-    pipelined = npu_argmax_stages(N) > 0
+    argmax_stages = npu_argmax_stages(N, argmax_levels)
+    per_stage = argmax_levels or ARGMAX_LEVELS_PER_STAGE
+    pipelined = argmax_stages > 0
     level = 0
     stage = 0
     while len(nodes) > 1:
@@ -477,7 +488,7 @@ def build_npu_module(
             nxt.append(nodes[-1])
         nodes = nxt
         level += 1
-        if pipelined and level % ARGMAX_LEVELS_PER_STAGE == 0 and len(nodes) > 1:
+        if pipelined and level % per_stage == 0 and len(nodes) > 1:
             stage += 1
             regd = []
             for m, (v, ix) in enumerate(nodes):
@@ -492,7 +503,7 @@ def build_npu_module(
             rvec = b.feedback_reg(N * LB, None, f"argmax{stage}_logits")
             rvec.set(vec)
             valid, vec = rvalid.q, rvec.q
-    assert stage == npu_argmax_stages(N)
+    assert stage == argmax_stages
 
     out_valid = b.feedback_reg(1, 0, "out_valid_r")
     out_valid.set(valid)
@@ -516,8 +527,11 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
     k, n = x_t.dims[0], y_t.dims[0]
     lanes = options.npu_lanes or default_lanes(k, n, options.frame_pixels)
     weight_bits, bias_bits = op.weight_bits.value.data, op.bias_bits.value.data
+    timed = not options.levels_per_stage  # registers placed by the delay model
     mac_stages = npu_mac_stages(k, n, lanes, x_t.fmt.bits, weight_bits, y_t.fmt.bits,
-                                None if options.levels_per_stage else options.clock_mhz)
+                                options.clock_mhz if timed else None)
+    argmax_levels = (delay.compare_select_levels_per_stage(options.clock_mhz, y_t.fmt.bits)
+                     if timed else None)
     module = build_npu_module(
         name,
         in_features=k,
@@ -531,8 +545,9 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
         init_weights=op.weight_matrix(),
         init_bias=np.asarray(po2._array_prop(op, "bias")),
         mac_stages=mac_stages,
+        argmax_levels=argmax_levels,
     )
-    latency = npu_latency(k, n, lanes, mac_stages)
+    latency = npu_latency(k, n, lanes, mac_stages, argmax_levels)
     report = {
         "kind": "npu",
         "layer": op.layer.data,
