@@ -1365,6 +1365,25 @@ def _batches(train: Any, batch_size: int, gen: torch.Generator) -> Iterable:
         yield from train
 
 
+def distillation_loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      distill: float, temperature: float) -> torch.Tensor:
+    """
+    The QAT loss on one batch: cross entropy of the student's logits, mixed (`distill` > 0)
+    with knowledge distillation from the float teacher,
+    ``(1 - distill) * CE + distill * T^2 * KL(teacher_T || student_T)``.
+    """
+    logits = student(x)
+    loss = F.cross_entropy(logits, y)
+    if distill > 0:
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        kd = F.kl_div(F.log_softmax(logits / temperature, dim=1),
+                      F.log_softmax(teacher_logits / temperature, dim=1),
+                      reduction="batchmean", log_target=True) * temperature ** 2
+        loss = (1 - distill) * loss + distill * kd
+    return loss
+
+
 def quantize_qat(model: nn.Module, calib: torch.Tensor, train: Any, epochs: int = 5,
                  lr: float = 1e-4, batch_size: int = 64, weight_decay: float = 0.0,
                  seed: int = 0, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
@@ -1395,15 +1414,7 @@ def quantize_qat(model: nn.Module, calib: torch.Tensor, train: Any, epochs: int 
         for xb, yb in _batches(train, batch_size, gen):
             if augment is not None:
                 xb = augment(xb, gen)
-            logits = fq(xb.float())
-            loss = F.cross_entropy(logits, yb)
-            if distill > 0:
-                with torch.no_grad():
-                    teacher = model(xb.float())
-                kd = F.kl_div(F.log_softmax(logits / temperature, dim=1),
-                              F.log_softmax(teacher / temperature, dim=1),
-                              reduction="batchmean", log_target=True) * temperature ** 2
-                loss = (1 - distill) * loss + distill * kd
+            loss = distillation_loss(fq, model, xb.float(), yb, distill, temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

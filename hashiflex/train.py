@@ -126,7 +126,8 @@ def qat(model, quantized, x_train, y_train, *, epochs: int, lr: float, batch_siz
     state is restored at the end (also on Ctrl-C, which is then re-raised).
     """
     import torch
-    import torch.nn.functional as F
+
+    from hashiflex.frontend.quant import distillation_loss
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -149,15 +150,7 @@ def qat(model, quantized, x_train, y_train, *, epochs: int, lr: float, batch_siz
             for b, start in enumerate(range(0, len(y_train), batch_size)):
                 idx = perm[start:start + batch_size]
                 xb, yb = x_train[idx], y_train[idx]
-                logits = fq(xb)
-                loss = F.cross_entropy(logits, yb)
-                if distill > 0:
-                    with torch.no_grad():
-                        teacher = model(xb)
-                    kd = F.kl_div(F.log_softmax(logits / temperature, dim=1),
-                                  F.log_softmax(teacher / temperature, dim=1),
-                                  reduction="batchmean", log_target=True) * temperature ** 2
-                    loss = (1 - distill) * loss + distill * kd
+                loss = distillation_loss(fq, model, xb, yb, distill, temperature)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -76,3 +76,14 @@ def extreme_images(shape: tuple[int, ...]) -> np.ndarray:
         np.full(shape, -1e6, np.float32),
         np.zeros(shape, np.float32),
     ])
+
+
+def cli(capsys, *argv: object) -> tuple[int, str]:
+    """Run `hashiflex -q ARGV` in-process: (exit code, stderr), which holds no traceback."""
+    from hashiflex.tools import hashiflex_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        hashiflex_cli.main(["-q", *map(str, argv)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return exit_info.value.code, err

@@ -12,24 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NETS_FILE
+from conftest import NETS_FILE, cli
 
 import nets
 from hashiflex import api
 from hashiflex.design_dir import MARKER, check_replaceable
 from hashiflex.errors import InputError
-from hashiflex.tools import hashiflex_cli, po2_opt
+from hashiflex.tools import po2_opt
 
 SMALL = "pointwise_only"
 
 
-def cli(capsys, *argv: object) -> tuple[int, str]:
-    """Run `hashiflex -q ARGV` in-process: (exit code, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        hashiflex_cli.main(["-q", *map(str, argv)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return exit_info.value.code, err
 
 
 def one_line(err: str, *needles: str) -> None:

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import NETS_FILE
+from conftest import NETS_FILE, cli
 
 import nets
 from hashiflex import api
@@ -21,17 +21,9 @@ from hashiflex.errors import InputError
 from hashiflex.golden import model as golden_model
 from hashiflex.interpreters.po2 import run_po2
 from hashiflex.npu_weights import integer_array, load_weights, npu_op
-from hashiflex.tools import hashiflex_cli
+
 
 SMALL = "pointwise_only"
-
-
-def cli(capsys, *argv: object) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        hashiflex_cli.main(["-q", *map(str, argv)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return exit_info.value.code, err
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from hashiflex.passes.to_hw import LoweringError, design_report
 from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle, cycles_per_image,
                                           pixels_for_rate, stream_rates, supports)
 from hashiflex.tools.registry import make_context
-from po2_testlib import conv_module
+from po2_testlib import conv_module, residual_block
 from test_po2_to_hw import CONV_CASES, _images, _network
 
 
@@ -158,21 +158,13 @@ def test_conv_lanes_match_golden(case, p):
 @pytest.mark.parametrize("p", [2, 4, 5])
 def test_residual_requant_avgpool_lanes(p):
     """conv -> conv + skip -> residual add -> requant -> avgpool at P lanes (width 6)."""
-    in_fmt, mid_fmt = Format(8, False, 4), Format(8, True, 3)
+    in_fmt = Format(8, False, 4)
     rng = np.random.default_rng(11)
     shape = (2, 5, 6)
 
     def build(block):
         x = block.args[0]
-        c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(3, 2, 3, 3)).astype(np.int8),
-                          exp_base=[0, 0, -1], bias=[1, 2, 3], padding=(1, 1, 1, 1))
-        c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType((2, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(2, 3, 1, 1)).astype(np.int8),
-                          exp_base=[1, 0], bias=[-4, 4])
-        add = po2.ResidualAddOp("b.add", x, c2.output, po2.ActType(shape, Format(8, True, 2)),
-                                act="relu")
-        rq = po2.RequantOp("b.rq", add.output, po2.ActType(shape, Format(6, False, 1)))
+        c1, c2, add, rq = residual_block(x, rng, Format(6, False, 1))
         pool = po2.AvgPoolOp("pool", rq.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
         block.add_ops([c1, c2, add, rq, pool])
         return pool.output

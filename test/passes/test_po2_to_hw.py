@@ -31,7 +31,7 @@ from hashiflex.passes.to_hw.builder import HwBuilder, Sig, csd_digits
 from hashiflex.passes.to_hw.layer import ModuleShell
 from hashiflex.passes.po2_unroll import Po2UnrollPass
 from hashiflex.tools.registry import make_context
-from po2_testlib import conv_module
+from po2_testlib import conv_module, residual_block
 
 
 def _sim(design: ModuleOp, top: str, rng: random.Random | None = None) -> HwSimulator:
@@ -279,7 +279,6 @@ def _network(build: Callable[[Block], SSAValue], in_t: po2.ActType) -> ModuleOp:
 def test_residual_requant_avgpool_network():
     """conv -> conv (main) + skip -> residual add -> requant -> avgpool, through the top."""
     in_fmt = Format(8, False, 4)
-    mid_fmt = Format(8, True, 3)
     rng = np.random.default_rng(11)
     shape = (2, 5, 6)
     in_t = po2.ActType(shape, in_fmt)
@@ -287,15 +286,7 @@ def test_residual_requant_avgpool_network():
 
     def build(block: Block) -> SSAValue:
         x = block.args[0]
-        c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(3, 2, 3, 3)).astype(np.int8),
-                          exp_base=[0, 0, -1], bias=[1, 2, 3], padding=(1, 1, 1, 1))
-        c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType((2, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(2, 3, 1, 1)).astype(np.int8),
-                          exp_base=[1, 0], bias=[-4, 4])
-        add = po2.ResidualAddOp("b.add", x, c2.output, po2.ActType(shape, Format(8, True, 2)),
-                                act="relu")
-        rq = po2.RequantOp("b.rq", add.output, po2.ActType(shape, Format(6, False, 1)))
+        c1, c2, add, rq = residual_block(x, rng, Format(6, False, 1))
         pool = po2.AvgPoolOp("pool", rq.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
         block.add_ops([c1, c2, add, rq, pool])
         ops.update(c1=c1, c2=c2, add=add, rq=rq, pool=pool)
@@ -438,21 +429,13 @@ def _verilator_run(module: ModuleOp, top: str, stimulus: list[tuple[int, int, in
 def test_network_in_verilator(tmp_path):
     """conv 3x3 -> conv 1x1 -> residual add (with the input) -> requant -> strided conv with
     asymmetric padding -> average pool, streamed with gaps through the SystemVerilog."""
-    in_fmt, mid_fmt = Format(8, False, 4), Format(8, True, 3)
+    in_fmt = Format(8, False, 4)
     rng = np.random.default_rng(23)
     shape = (2, 5, 6)
 
     def build(block: Block) -> SSAValue:
         x = block.args[0]
-        c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(3, 2, 3, 3)).astype(np.int8),
-                          exp_base=[0, 0, -1], bias=[1, 2, 3], padding=(1, 1, 1, 1))
-        c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType((2, 5, 6), mid_fmt),
-                          weights=rng.integers(-3, 4, size=(2, 3, 1, 1)).astype(np.int8),
-                          exp_base=[1, 0], bias=[-4, 4])
-        add = po2.ResidualAddOp("b.add", x, c2.output, po2.ActType(shape, Format(8, True, 2)),
-                                act="relu")
-        rq = po2.RequantOp("b.rq", add.output, po2.ActType(shape, Format(7, False, 1)))
+        c1, c2, add, rq = residual_block(x, rng, Format(7, False, 1))
         c3 = po2.Conv2dOp("c3", rq.output, po2.ActType((2, 2, 6), Format(8, True, 2)),
                           weights=rng.integers(-4, 5, size=(2, 2, 3, 2)).astype(np.int8),
                           exp_base=[-1, 0], bias=[5, -5], stride=(2, 1), padding=(1, 0, 0, 1))
