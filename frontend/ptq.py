@@ -256,9 +256,23 @@ def adaround(fq, calib: torch.Tensor, options: AdaRoundOptions | None = None,
     ``fq`` is an uncalibrated :class:`~hashiflex.frontend.quant.Po2FakeQuantModel` (float
     mode); on return its conv weights are exact Po2 values and its biases corrected.
     """
+    options = options or AdaRoundOptions()
+    # one torch thread: the solver runs thousands of small tensor ops per layer, where a
+    # second thread only adds synchronisation; on the shared 2-core machine MobileNetV2 w1.0
+    # took 148 s with the default two threads and 35 s with one (benchmarks/bench_import.py).
+    # It also makes the chosen rounding independent of the machine's core count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _adaround(fq, calib, options, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _adaround(fq, calib: torch.Tensor, options: AdaRoundOptions,
+              log: Callable[[str], None] | None) -> list[dict]:
     from hashiflex.frontend.quant import FqConv2d, po2_weight_codes
 
-    options = options or AdaRoundOptions()
     fq.set_quantize(False).eval()
     last_use: dict[str, int] = {}
     for i, op in enumerate(fq.ops):

@@ -97,7 +97,10 @@ from hashiflex.golden.semantics import (
     clamp_bounds,
     decode_weights,
     npu_logit_bits,
+    npu_weight_frac,
     quantize_input,
+    quantize_npu_bias,
+    quantize_npu_weights,
     requantize,
     round_shift,
     saturate,
@@ -271,19 +274,6 @@ def po2_weight_values(codes: torch.Tensor, exp_base: torch.Tensor) -> torch.Tens
 def _round_half_up_at(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """floor(v * scale + 1/2) in float64 (scale a power-of-two tensor)."""
     return torch.floor(v.to(torch.float64) * scale + 0.5)
-
-
-def _npu_weight_frac(max_abs: float, weight_bits: int) -> int:
-    """The largest f with floor(max_abs * 2^f + 1/2) <= 2^(bits-1) - 1 (0 for max_abs == 0)."""
-    if max_abs <= 0 or not math.isfinite(max_abs):
-        return 0
-    limit = (1 << (weight_bits - 1)) - 0.5  # floor(v + 1/2) <= hi  <=>  v < hi + 1/2
-    f = math.floor(math.log2(limit / max_abs))
-    while math.ldexp(max_abs, f + 1) < limit:
-        f += 1
-    while math.ldexp(max_abs, f) >= limit:
-        f -= 1
-    return f
 
 
 def _choose_frac(lo_obs: float, hi_obs: float, bits: int, signed: bool) -> int:
@@ -574,13 +564,13 @@ class FqLinear(FqOp):
     def quantized_params(self) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(weight integers float64 [N, K], weight_frac, bias integers float64 [N])."""
         with torch.no_grad():
-            w = self.weight.detach().to(torch.float64)
-            wf = _npu_weight_frac(float(w.abs().max()), self.weight_bits)
-            wlo, whi = type_range(self.weight_bits, True)
-            w_int = torch.floor(w * math.ldexp(1.0, wf) + 0.5).clamp_(wlo, whi)
+            # golden/semantics.py's NPU rounding rule, shared with hashiflex/finetune.py
+            w = self.weight.detach().to(torch.float64).numpy()
+            wf = npu_weight_frac(float(np.abs(w).max(initial=0.0)), self.weight_bits)
+            w_int = torch.from_numpy(quantize_npu_weights(w, wf, self.weight_bits))
             blo, bhi = type_range(self.bias_bits, True)
-            bias_scale = math.ldexp(1.0, self.in_fmts[0].frac + wf)
-            b_int = torch.floor(self.bias.detach().to(torch.float64) * bias_scale + 0.5)
+            b_int = torch.from_numpy(quantize_npu_bias(
+                self.bias.detach().to(torch.float64).numpy(), self.in_fmts[0].frac + wf))
             return w_int, wf, b_int.clamp_(blo, bhi)
 
     @property

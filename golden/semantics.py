@@ -127,3 +127,40 @@ def npu_logit_bits(in_features: int, in_fmt: Format, weight_bits: int, bias_bits
     hi = in_features * max(products) + b_hi
     width, _ = bits_for_range(min(lo, -1), hi)
     return width
+
+
+# ----------------------------------------------------------------------------------------
+# Real -> integer rounding of the NPU classifier (one rule for the frontend's fake-quant
+# model and the fine-tuning flow): round half up, saturate to the signed type's full
+# (asymmetric) range, as quantize_input does for activations.
+# ----------------------------------------------------------------------------------------
+
+
+def round_half_up(v):
+    """floor(v + 1/2) in float64: the one real -> integer rounding of docs/semantics.md."""
+    return np.floor(np.asarray(v, dtype=np.float64) + 0.5)
+
+
+def npu_weight_frac(max_abs: float, weight_bits: int) -> int:
+    """The largest f with round_half_up(max_abs * 2^f) <= 2^(bits-1) - 1 (0 for max_abs 0)."""
+    if max_abs <= 0 or not np.isfinite(max_abs):
+        return 0
+    limit = (1 << (weight_bits - 1)) - 0.5  # floor(v + 1/2) <= hi  <=>  v < hi + 1/2
+    f = int(np.floor(np.log2(limit / max_abs)))
+    while np.ldexp(max_abs, f + 1) < limit:
+        f += 1
+    while np.ldexp(max_abs, f) >= limit:
+        f -= 1
+    return f
+
+
+def quantize_npu_weights(w, weight_frac: int, weight_bits: int) -> np.ndarray:
+    """Real weights -> saturate(round_half_up(w * 2^weight_frac)) as float64 integers."""
+    lo, hi = type_range(weight_bits, True)
+    return np.clip(round_half_up(np.asarray(w, dtype=np.float64) * np.ldexp(1.0, weight_frac)),
+                   lo, hi)
+
+
+def quantize_npu_bias(b, bias_frac: int) -> np.ndarray:
+    """Real bias -> round_half_up(b * 2^bias_frac), not saturated (callers check the fit)."""
+    return round_half_up(np.asarray(b, dtype=np.float64) * np.ldexp(1.0, bias_frac))

@@ -17,9 +17,11 @@ image (the writes on its port, then a swap). See docs/finetuning.md.
 Number format (docs/semantics.md, "NPU linear"): the NPU takes features `x` at scale
 `2^-Fx`, weights as signed `weight_bits` integers at scale `2^-weight_frac` and biases as
 signed `bias_bits` integers at the accumulator's scale `2^-(Fx + weight_frac)`. A trained
-real-valued classifier `(W, b)` becomes `W_int = round(W * 2^wf)` and
-`b_int = round(b * 2^(Fx + wf))` with the largest `wf` for which every `|W_int|` fits
-`2^(weight_bits-1) - 1`. Because the argmax does not depend on the logits' scale, the
+real-valued classifier `(W, b)` becomes `W_int = saturate(floor(W * 2^wf + 1/2))` and
+`b_int = floor(b * 2^(Fx + wf) + 1/2)` with the largest `wf` for which every rounded
+`|W|` fits `2^(weight_bits-1) - 1` -- the rule of golden/semantics.py
+(`quantize_npu_weights`, `quantize_npu_bias`, `npu_weight_frac`) that the frontend's
+fake-quant classifier uses too. Because the argmax does not depend on the logits' scale, the
 weight_frac of new weights may differ from the one the design was compiled with; the
 logits the RTL reports are then at scale `2^-(Fx + weight_frac)` of the new weights.
 
@@ -182,16 +184,10 @@ def features(design_dir_or_module, images_float) -> np.ndarray:
 
 
 def weight_frac_for(max_abs: float, weight_bits: int) -> int:
-    """The largest f with round(max_abs * 2^f) <= 2^(weight_bits-1) - 1."""
-    limit = (1 << (weight_bits - 1)) - 1
-    if max_abs <= 0:
-        return 0
-    f = int(np.floor(np.log2(limit / max_abs)))
-    while np.round(max_abs * 2.0 ** (f + 1)) <= limit:
-        f += 1
-    while np.round(max_abs * 2.0**f) > limit:
-        f -= 1
-    return f
+    """The largest f with round_half_up(max_abs * 2^f) <= 2^(weight_bits-1) - 1."""
+    from hashiflex.golden.semantics import npu_weight_frac
+
+    return npu_weight_frac(max_abs, weight_bits)
 
 
 def quantize_classifier(w: np.ndarray, b: np.ndarray, feature_frac: int, weight_bits: int,
@@ -203,12 +199,13 @@ def quantize_classifier(w: np.ndarray, b: np.ndarray, feature_frac: int, weight_
     """
     w = np.asarray(w, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    w_lim = (1 << (weight_bits - 1)) - 1
+    from hashiflex.golden.semantics import quantize_npu_bias, quantize_npu_weights
+
     b_lo, b_hi = -(1 << (bias_bits - 1)), (1 << (bias_bits - 1)) - 1
     wf = weight_frac_for(float(np.abs(w).max(initial=0.0)), weight_bits) if weight_frac is None else weight_frac
     for _ in range(64):
-        w_int = np.clip(np.round(w * 2.0**wf), -w_lim, w_lim).astype(np.int64)
-        b_real = np.round(b * 2.0 ** (feature_frac + wf))
+        w_int = quantize_npu_weights(w, wf, weight_bits).astype(np.int64)
+        b_real = quantize_npu_bias(b, feature_frac + wf)
         if b_real.min(initial=0) >= b_lo and b_real.max(initial=0) <= b_hi:
             return w_int, b_real.astype(np.int64), wf
         if not np.any(w_int):
@@ -271,9 +268,10 @@ def _steps(epochs, opt, xt, yt, w, b, quant, weight_decay) -> None:
         if quant is None:
             wq, bq = w, b
         else:  # straight-through fake quantisation on a fixed grid
-            w_scale, b_scale, w_lim, b_lo, b_hi = quant
-            wq = w + ((w * w_scale).round().clamp(-w_lim, w_lim) / w_scale - w).detach()
-            bq = b + ((b * b_scale).round().clamp(b_lo, b_hi) / b_scale - b).detach()
+            # golden/semantics.py's rule: round half up, saturate to the signed range
+            w_scale, b_scale, w_lo, w_hi, b_lo, b_hi = quant
+            wq = w + (torch.floor(w * w_scale + 0.5).clamp(w_lo, w_hi) / w_scale - w).detach()
+            bq = b + (torch.floor(b * b_scale + 0.5).clamp(b_lo, b_hi) / b_scale - b).detach()
         loss = torch.nn.functional.cross_entropy(xt @ wq.T + bq, yt)
         loss = loss + 0.5 * weight_decay * (w * w).sum()
         loss.backward()
@@ -305,7 +303,7 @@ def train_classifier(feats: np.ndarray, labels: np.ndarray, view_or_manifest, *,
     candidates.append(("post-training", w_int, b_int, wf))
     if qat_epochs > 0:
         # refine on the fixed grid: W_real = w*2^s quantised at 2^-wf means w on 2^-(wf+s)
-        quant = (2.0 ** (wf + s), 2.0 ** (fx + wf), (1 << (wb - 1)) - 1,
+        quant = (2.0 ** (wf + s), 2.0 ** (fx + wf), -(1 << (wb - 1)), (1 << (wb - 1)) - 1,
                  -(1 << (bb - 1)), (1 << (bb - 1)) - 1)
         wq, bq = _train(x, labels, used, epochs=qat_epochs, seed=seed, weight_decay=weight_decay,
                         lr=0.01, init=(w, b), quant=quant)

@@ -57,6 +57,12 @@ def test_quantisation_rules():
     # a bias too large for 24 bits at wf = 6 lowers weight_frac until it fits
     w_int, b_int, wf = ft.quantize_classifier(w, np.array([5000.0, 0.0]), 5, 8, 24)
     assert wf == 5 and b_int.max() < 1 << 23
+    # the rule of golden/semantics.py (the frontend's too): half up, full signed range
+    from hashiflex.golden.semantics import quantize_npu_bias, quantize_npu_weights
+
+    assert quantize_npu_weights(np.array([0.5, -0.5, 1.5, -3.0, 3.0]), 0, 8).tolist() == [1, 0, 2, -3, 3]
+    assert quantize_npu_weights(np.array([-2.0, 2.0]), 6, 8).tolist() == [-128, 127]
+    assert quantize_npu_bias(np.array([2.5, -2.5]), 0).tolist() == [3, -2]
 
 
 def test_finetune_and_program_files(digits, data, tmp_path):
