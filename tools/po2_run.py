@@ -145,24 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from hashiflex.errors import run_entry_point, split_debug_flag
+
+    argv, debug = split_debug_flag(argv)
     args = build_parser().parse_args(argv)
+    # Known errors are one line, exit 1 (below); anything else goes to the one top-level
+    # handler: one line and a hint to rerun with --debug, never a raw traceback.
+    run_entry_point("po2-run", lambda: _run_reporting(args), debug)
+
+
+def _run_reporting(args) -> int:
+    """Run po2-run; known errors are one line and exit code 1."""
     if args.input == "-" and args.stimulus == "-":
         print("po2-run: the IR and the stimulus cannot both come from stdin", file=sys.stderr)
-        sys.exit(1)
+        return 1
     try:
         run(args)
     except (ParseError, DiagnosticException, VerifyException) as error:
         print(str(error).rstrip(), file=sys.stderr)
-        sys.exit(1)
+        return 1
     except (HwSimulationError, StimulusError) as error:
         print(f"po2-run: {error}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         print(f"po2-run: cannot open '{error.filename}': {error.strerror}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except BrokenPipeError:  # `po2-run ... | head`
         sys.stderr.close()
-        sys.exit(0)
+        return 0
+    return 0
 
 
 if __name__ == "__main__":
