@@ -1374,6 +1374,18 @@ def distillation_loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y
     return loss
 
 
+def qat_step(student: nn.Module, teacher: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+             x: torch.Tensor, y: torch.Tensor, distill: float, temperature: float) -> float:
+    """One QAT optimiser step on a batch (`distillation_loss`, then Adam and the schedule);
+    returns the batch's loss."""
+    loss = distillation_loss(student, teacher, x, y, distill, temperature)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def quantize_qat(model: nn.Module, calib: torch.Tensor, train: Any, epochs: int = 5,
                  lr: float = 1e-4, batch_size: int = 64, weight_decay: float = 0.0,
                  seed: int = 0, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
@@ -1404,12 +1416,8 @@ def quantize_qat(model: nn.Module, calib: torch.Tensor, train: Any, epochs: int 
         for xb, yb in _batches(train, batch_size, gen):
             if augment is not None:
                 xb = augment(xb, gen)
-            loss = distillation_loss(fq, model, xb.float(), yb, distill, temperature)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total, count = total + float(loss.detach()) * len(yb), count + len(yb)
+            loss = qat_step(fq, model, opt, sched, xb.float(), yb, distill, temperature)
+            total, count = total + loss * len(yb), count + len(yb)
         if log:
             log(f"qat epoch {epoch + 1}/{epochs}: loss {total / max(count, 1):.4f}")
     fq.eval()

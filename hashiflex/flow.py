@@ -100,7 +100,7 @@ def lower_and_emit(
     from hashiflex.passes.po2_infer_widths import infer_block_widths
     from hashiflex.passes.po2_unroll import unroll_conv
     from hashiflex.passes.to_hw import NetworkLowering, design_report_of, module_report
-    from hashiflex.passes.to_hw.network import layer_name
+    from hashiflex.passes.to_hw.network import LOWERINGS, layer_name
 
     out_dir = Path(out_dir)
     timer = _Timer()
@@ -150,8 +150,9 @@ def lower_and_emit(
     def lowering_error(error: DiagnosticException) -> ModelError:
         return ModelError(f"po2-to-hw: {str(error).strip().splitlines()[0]}")
 
-    layer_kinds = (po2.Conv2dOp, po2.UnrolledConv2dOp, po2.RequantOp, po2.ResidualAddOp,
-                   po2.AvgPoolOp, po2.NpuLinearOp)
+    # The layers that become modules, for the progress count: every kind the lowering
+    # table knows but flatten, which is only wiring.
+    layer_kinds = tuple(kind for kind in LOWERINGS if kind is not po2.FlattenOp)
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
         net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,

@@ -127,7 +127,7 @@ def qat(model, quantized, x_train, y_train, *, epochs: int, lr: float, batch_siz
     """
     import torch
 
-    from hashiflex.frontend.quant import distillation_loss
+    from hashiflex.frontend.quant import qat_step
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -150,12 +150,8 @@ def qat(model, quantized, x_train, y_train, *, epochs: int, lr: float, batch_siz
             for b, start in enumerate(range(0, len(y_train), batch_size)):
                 idx = perm[start:start + batch_size]
                 xb, yb = x_train[idx], y_train[idx]
-                loss = distillation_loss(fq, model, xb, yb, distill, temperature)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+                loss = qat_step(fq, model, opt, sched, xb, yb, distill, temperature)
+                total, seen = total + loss * len(idx), seen + len(idx)
                 if tty:
                     print(f"\r[hashiflex] epoch {epoch}/{epochs} {_bar(b + 1, batches)} "
                           f"loss {total / seen:.4f}", end="", file=progress.stream, flush=True)
