@@ -5,7 +5,8 @@ It has two levels, in the spirit of CIRCT's layering:
 
 * **Layer level** ops describe a quantised network as the frontend imports it from torch.fx:
   `po2.conv2d` (weights held as a compact sign/exponent code tensor), `po2.residual_add`,
-  `po2.requant`, `po2.avgpool`, `po2.flatten` and `po2.npu_linear` (the programmable
+  `po2.requant`, `po2.avgpool`, `po2.maxpool2d` / `po2.avgpool2d` (windowed pooling),
+  `po2.leaky_relu`, `po2.clamp`, `po2.flatten` and `po2.npu_linear` (the programmable
   classifier). Values are activation tensors of type `!po2.act<CxHxW, u8, frac>`, which
   carry their shape, bit width, signedness and Po2 scale.
 * **Unrolled level** ops describe the hardened per-pixel datapath of a frozen layer:
@@ -682,6 +683,193 @@ class FlattenOp(UnaryLayerOp):
             )
 
 
+class WindowPoolOp(UnaryLayerOp):
+    """
+    Geometry shared by the windowed pooling ops (po2.maxpool2d, po2.avgpool2d): a KHxKW
+    window moved by a stride over the padded image, channel by channel. The accessors have
+    the names of the conv ops' (`kernel`, `stride`, `padding`), so the streaming window
+    logic of passes/to_hw/conv.py serves both.
+    """
+
+    kernel_attr = prop_def(I64Array, prop_name="kernel")
+    stride_attr = prop_def(I64Array, prop_name="stride")
+    padding_attr = prop_def(I64Array, prop_name="padding")
+
+    kernel: tuple[int, int] = ints_property("kernel")
+    """(height, width) of the window."""
+    stride: tuple[int, int] = ints_property("stride")
+    """(vertical, horizontal) step of the window."""
+    padding: tuple[int, int, int, int] = ints_property("padding")
+    """Padding (top, left, bottom, right); ceil_mode is extra bottom/right padding."""
+
+    traits = traits_def(Pure())
+
+    @staticmethod
+    def window_properties(layer: str, kernel: Sequence[int], stride: Sequence[int],
+                          padding: Sequence[int]) -> dict[str, Attribute]:
+        return {
+            "layer": StringAttr(layer),
+            "kernel": _int_array(kernel),
+            "stride": _int_array(stride),
+            "padding": _int_array(padding),
+        }
+
+    def verify_window(self) -> None:
+        where = f"{self.name} {_layer_of(self)}"
+        in_t, out_t = _act(self.input, "input", self), _act(self.output, "result", self)
+        if len(in_t.dims) != 3 or len(out_t.dims) != 3:
+            raise VerifyException(f"{where}: input and result must be CxHxW tensors")
+        if len(self.kernel) != 2 or len(self.stride) != 2 or len(self.padding) != 4:
+            raise VerifyException(
+                f"{where}: kernel and stride need two values (h, w), padding four "
+                "(top, left, bottom, right)")
+        (kh, kw), (sh, sw), pads = self.kernel, self.stride, self.padding
+        if min(kh, kw, sh, sw) < 1 or min(pads) < 0:
+            raise VerifyException(f"{where}: kernel and stride must be >= 1, padding >= 0")
+        if max(pads[0], pads[2]) >= kh or max(pads[1], pads[3]) >= kw:
+            raise VerifyException(
+                f"{where}: padding {list(pads)} must be smaller than the kernel {kh}x{kw} "
+                "(every window must hold an image pixel)")
+        c, h, w = in_t.dims
+        exp = (c, (h + pads[0] + pads[2] - kh) // sh + 1, (w + pads[1] + pads[3] - kw) // sw + 1)
+        if out_t.dims != exp:
+            raise VerifyException(
+                f"{where}: result is {list(out_t.dims)} but a {kh}x{kw} window with stride "
+                f"{sh}x{sw} and padding {list(pads)} on {list(in_t.dims)} gives {list(exp)}")
+
+
+@irdl_op_definition
+class MaxPool2dOp(WindowPoolOp):
+    """
+    Max pooling (semantics: MaxPool2d): the maximum of each window, padding is the
+    format's minimum code (torch's -inf). The format is unchanged.
+    """
+
+    name = "po2.maxpool2d"
+
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("kernel", "stride", "padding")
+
+    def __init__(self, layer: str, input: SSAValue, result_type: ActType, *,
+                 kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]):
+        super().__init__(operands=[input], result_types=[result_type],
+                         properties=self.window_properties(layer, kernel, stride, padding))
+
+    def verify_(self) -> None:
+        self.verify_window()
+        x, y = _act(self.input, "input", self), _act(self.output, "result", self)
+        if x.fmt != y.fmt:
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: max pooling keeps the format, got "
+                f"{x.fmt} -> {y.fmt}")
+
+
+@irdl_op_definition
+class AvgPool2dOp(WindowPoolOp):
+    """
+    Windowed average pooling (semantics: AvgPool2d): the window's sum (zero padding counted,
+    torch's count_include_pad) times `multiplier`, requantised by `shift` + Fx - Fy, with
+    (multiplier, shift) = avgpool_constants(KH*KW): a shift for Po2 areas.
+    """
+
+    name = "po2.avgpool2d"
+
+    multiplier_attr = prop_def(IntegerAttr[I64], prop_name="multiplier")
+    shift_attr = prop_def(IntegerAttr[I64], prop_name="shift")
+
+    multiplier: int = int_property("multiplier")
+    shift: int = int_property("shift")
+
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "kernel", "stride", "padding", "multiplier", "shift")
+
+    def __init__(self, layer: str, input: SSAValue, result_type: ActType, *,
+                 kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]):
+        mult, shift = avgpool_constants(kernel[0] * kernel[1])
+        super().__init__(operands=[input], result_types=[result_type], properties={
+            **self.window_properties(layer, kernel, stride, padding),
+            "multiplier": IntegerAttr(mult, i64),
+            "shift": IntegerAttr(shift, i64),
+        })
+
+    def verify_(self) -> None:
+        self.verify_window()
+        area = self.kernel[0] * self.kernel[1]
+        expected = avgpool_constants(area)
+        if (self.multiplier, self.shift) != expected:
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: multiplier/shift "
+                f"{(self.multiplier, self.shift)} differ from the semantics' constants "
+                f"{expected} for a window of {area} positions")
+
+
+class ElementwiseLayerOp(UnaryLayerOp):
+    """Base of the element-wise activations that requantise into their result's format."""
+
+    traits = traits_def(Pure())
+
+    def verify_same_shape(self) -> None:
+        x, y = _act(self.input, "input", self), _act(self.output, "result", self)
+        if x.dims != y.dims:
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: input shape {list(x.dims)} differs from "
+                f"result shape {list(y.dims)}")
+
+
+@irdl_op_definition
+class LeakyReluOp(ElementwiseLayerOp):
+    """
+    LeakyReLU with the Po2 negative slope 2^-slope_shift (semantics: LeakyReLU): a value
+    below zero is requantised with slope_shift more bits of right shift.
+    """
+
+    name = "po2.leaky_relu"
+
+    slope_shift_attr = prop_def(IntegerAttr[I64], prop_name="slope_shift")
+    slope_shift: int = int_property("slope_shift")
+
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("slope_shift",)
+
+    def __init__(self, layer: str, input: SSAValue, result_type: ActType, slope_shift: int):
+        super().__init__(operands=[input], result_types=[result_type], properties={
+            "layer": StringAttr(layer), "slope_shift": IntegerAttr(slope_shift, i64)})
+
+    def verify_(self) -> None:
+        self.verify_same_shape()
+        if not 0 <= self.slope_shift <= 32:
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: slope_shift {self.slope_shift} must be in "
+                "0..32 (negative slope 2^-slope_shift)")
+
+
+@irdl_op_definition
+class ClampOp(ElementwiseLayerOp):
+    """
+    Hardtanh(min, max) (semantics: Clamp): requantise into the result's format, then clamp
+    to [lo, hi], the real bounds on the result's integer grid (inside its range).
+    """
+
+    name = "po2.clamp"
+
+    lo_attr = prop_def(IntegerAttr[I64], prop_name="lo")
+    hi_attr = prop_def(IntegerAttr[I64], prop_name="hi")
+    lo: int = int_property("lo")
+    hi: int = int_property("hi")
+
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("lo", "hi")
+
+    def __init__(self, layer: str, input: SSAValue, result_type: ActType, lo: int, hi: int):
+        super().__init__(operands=[input], result_types=[result_type], properties={
+            "layer": StringAttr(layer), "lo": IntegerAttr(lo, i64), "hi": IntegerAttr(hi, i64)})
+
+    def verify_(self) -> None:
+        self.verify_same_shape()
+        fmt = _act(self.output, "result", self).fmt
+        if not fmt.lo <= self.lo <= self.hi <= fmt.hi:
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: bounds [{self.lo}, {self.hi}] must satisfy "
+                f"{fmt.lo} <= lo <= hi <= {fmt.hi} (the result format {fmt})")
+
+
 @irdl_op_definition
 class NpuLinearOp(UnaryLayerOp):
     """
@@ -1232,6 +1420,10 @@ Po2 = Dialect(
         RequantOp,
         AvgPoolOp,
         FlattenOp,
+        MaxPool2dOp,
+        AvgPool2dOp,
+        LeakyReluOp,
+        ClampOp,
         NpuLinearOp,
         UnrolledConv2dOp,
         ConstOp,

@@ -98,6 +98,16 @@ def _layer_op(layer: quant.Layer, operands: list[SSAValue]) -> Operation:
             return po2.AvgPoolOp(layer.name, operands[0], _act_type(layer))
         case quant.Flatten():
             return po2.FlattenOp(layer.name, operands[0])
+        case quant.MaxPool2d():
+            return po2.MaxPool2dOp(layer.name, operands[0], _act_type(layer), kernel=layer.kernel,
+                                   stride=layer.stride, padding=layer.padding)
+        case quant.AvgPool2d():
+            return po2.AvgPool2dOp(layer.name, operands[0], _act_type(layer), kernel=layer.kernel,
+                                   stride=layer.stride, padding=layer.padding)
+        case quant.LeakyRelu():
+            return po2.LeakyReluOp(layer.name, operands[0], _act_type(layer), layer.slope_shift)
+        case quant.Clamp():
+            return po2.ClampOp(layer.name, operands[0], _act_type(layer), layer.lo, layer.hi)
         case quant.NpuLinear():
             return po2.NpuLinearOp(
                 layer.name,

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -91,11 +92,13 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hashiflex.golden import semantics
 from hashiflex.golden.semantics import (
     Format,
     avgpool_constants,
     clamp_bounds,
     decode_weights,
+    real_bound,
     npu_logit_bits,
     npu_weight_frac,
     quantize_input,
@@ -118,6 +121,10 @@ __all__ = [
     "Requant",
     "AvgPool",
     "Flatten",
+    "MaxPool2d",
+    "AvgPool2d",
+    "LeakyRelu",
+    "Clamp",
     "NpuLinear",
     "Po2FakeQuantModel",
     "QuantizedModel",
@@ -136,8 +143,10 @@ SUPPORTED_OPS = (
     "Conv2d (no dilation, zero padding, any groups), nn.ZeroPad2d / F.pad(constant 0) before "
     "a conv, BatchNorm2d after a conv, ReLU / ReLU6 / F.relu / torch.relu / F.relu6 / "
     "F.hardtanh(0, 6) / clamp(0[, 6]), residual add (+, torch.add, operator.add), "
-    "AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / x.mean((2, 3)), Flatten / "
-    "torch.flatten(x, 1) / view / reshape to (N, -1), Dropout / Identity, a final Linear"
+    "AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / x.mean((2, 3)), MaxPool2d / "
+    "F.max_pool2d, AvgPool2d / F.avg_pool2d (count_include_pad), LeakyReLU (Po2 slope), "
+    "Hardtanh(min, max), Flatten / torch.flatten(x, 1) / view / reshape to (N, -1), "
+    "Dropout / Identity, a final Linear (or a final 1x1 Conv2d + global average pooling)"
 )
 
 
@@ -211,6 +220,33 @@ class AvgPool(Layer):
 @dataclass(kw_only=True, eq=False)
 class Flatten(Layer):
     pass
+
+
+@dataclass(kw_only=True, eq=False)
+class MaxPool2d(Layer):
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right (ceil_mode included)
+
+
+@dataclass(kw_only=True, eq=False)
+class AvgPool2d(Layer):
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # zero padding, counted in the divisor
+    multiplier: int
+    shift: int
+
+
+@dataclass(kw_only=True, eq=False)
+class LeakyRelu(Layer):
+    slope_shift: int  # negative slope 2^-slope_shift
+
+
+@dataclass(kw_only=True, eq=False)
+class Clamp(Layer):
+    lo: int  # bounds on the output's integer grid, inside its format
+    hi: int
 
 
 @dataclass(kw_only=True, eq=False)
@@ -534,6 +570,93 @@ class FqAvgPool(FqOp):
         return _fake_act(s, self.fmt, "none")
 
 
+def _pad_fill(x: torch.Tensor, padding: tuple[int, int, int, int], value: float) -> torch.Tensor:
+    top, left, bottom, right = padding
+    return F.pad(x, (left, right, top, bottom), value=value) if any(padding) else x
+
+
+class FqMaxPool2d(FqOp):
+    """Max pooling; padding is -inf (every window holds an image pixel); format unchanged,
+    so the quantised input's values pass through exactly."""
+
+    kind = "maxpool"
+
+    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
+                 kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int, int, int]):
+        super().__init__(name, inputs, shape)
+        self.kernel, self.stride, self.padding = tuple(kernel), tuple(stride), tuple(padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.max_pool2d(_pad_fill(x, self.padding, -math.inf), self.kernel, self.stride)
+        return self._record(y) if not self.quantize else y
+
+
+class FqAvgPool2d(FqOp):
+    """Windowed average (count_include_pad): the exact window sum (a depthwise conv of
+    ones, exact in float64) times avgpool_constants(KH*KW), then the output rounding."""
+
+    kind = "avgpool2d"
+
+    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
+                 kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int, int, int]):
+        super().__init__(name, inputs, shape)
+        self.kernel, self.stride, self.padding = tuple(kernel), tuple(stride), tuple(padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = _pad_fill(x, self.padding, 0.0)
+        if not self.quantize:
+            return self._record(F.avg_pool2d(xp, self.kernel, self.stride))
+        c = x.shape[1]
+        ones = x.new_ones((c, 1, *self.kernel))
+        s = F.conv2d(xp, ones, None, self.stride, 0, 1, c)
+        mult, shift = avgpool_constants(self.kernel[0] * self.kernel[1])
+        return _fake_act(s * float(mult) * math.ldexp(1.0, -shift), self.fmt, "none")
+
+
+class FqLeakyRelu(FqOp):
+    """LeakyReLU with slope 2^-slope_shift: exact on the grid, then the output rounding."""
+
+    kind = "leaky_relu"
+
+    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
+                 slope_shift: int):
+        super().__init__(name, inputs, shape)
+        self.slope_shift = slope_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(x, math.ldexp(1.0, -self.slope_shift))
+        return self._record(y) if not self.quantize else _fake_act(y, self.fmt, "none")
+
+
+class FqClamp(FqOp):
+    """Hardtanh(min, max): round into the output format, clamp to the rounded bounds."""
+
+    kind = "clamp"
+
+    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
+                 min_val: float, max_val: float):
+        super().__init__(name, inputs, shape)
+        self.min_val, self.max_val = float(min_val), float(max_val)
+
+    def int_bounds(self) -> tuple[int, int]:
+        """[lo, hi] on the output grid, inside the format."""
+        f = self.fmt
+        lo = min(max(real_bound(self.min_val, f.frac), f.lo), f.hi)
+        hi = max(min(real_bound(self.max_val, f.frac), f.hi), lo)
+        return lo, hi
+
+    def out_signed(self) -> bool:
+        return self.min_val < 0 and super().out_signed()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantize:
+            return self._record(F.hardtanh(x, self.min_val, self.max_val))
+        lo, hi = self.int_bounds()
+        return _ActQuant.apply(x, self.fmt.frac, lo, hi)
+
+
 class FqFlatten(FqOp):
     kind = "flatten"
 
@@ -697,6 +820,88 @@ def _clamp_act(node: fx.Node, lo: Any, hi: Any) -> str:
     raise _unsupported(node, f"clamp bounds ({lo}, {hi}) are not ReLU (0, inf) or ReLU6 (0, 6)")
 
 
+def _hardtanh_op(node: fx.Node, inputs: list[str], lo: Any, hi: Any) -> _Op:
+    """ReLU / ReLU6 bounds become a fusable act; any other (min, max) a po2.clamp."""
+    if (lo, hi) in ((0, None), (0, 6)):
+        return _Op("act", node.name, inputs, node, act=_clamp_act(node, lo, hi))
+    if lo is None or hi is None or not lo < hi:
+        raise _unsupported(node, f"hardtanh bounds ({lo}, {hi}) (need min < max)")
+    return _Op("clamp", node.name, inputs, node, attrs={"min": float(lo), "max": float(hi)})
+
+
+def _leaky_op(node: fx.Node, inputs: list[str], slope: Any) -> _Op:
+    """A Po2 negative slope 2^-s (0 < slope <= 1); other slopes round to the nearest Po2 in
+    the log domain, with a warning."""
+    slope = float(slope)
+    if not 0 < slope <= 1:
+        raise _unsupported(node, f"LeakyReLU negative_slope {slope} (need 0 < slope <= 1)")
+    shift = -int(_log2_round(torch.tensor([slope], dtype=torch.float64))[0])
+    if math.ldexp(1.0, -shift) != slope:
+        warnings.warn(f"{_describe(node)}: LeakyReLU negative_slope {slope} is not a power of "
+                      f"two; rounded to 2^-{shift} = {math.ldexp(1.0, -shift)}", stacklevel=2)
+    return _Op("leaky", node.name, inputs, node, attrs={"slope_shift": shift})
+
+
+def _pair(node: fx.Node, value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise _unsupported(node, f"{what} {value!r} (need an int or a pair of ints)")
+
+
+def _pool_geometry(node: fx.Node, kernel: Any, stride: Any, padding: Any) -> dict[str, Any]:
+    kernel = _pair(node, kernel, "kernel_size")
+    stride = kernel if stride is None or stride == [] or stride == () else _pair(node, stride, "stride")
+    padding = _pair(node, padding, "padding")
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise _unsupported(node, f"padding {padding} larger than half the kernel {kernel}")
+    return {"kernel": kernel, "stride": stride, "sym_pad": padding}
+
+
+def _maxpool_op(node: fx.Node, inputs: list[str], kernel: Any, stride: Any, padding: Any,
+                dilation: Any, ceil_mode: Any, return_indices: Any) -> _Op:
+    if return_indices:
+        raise _unsupported(node, "max pooling with return_indices")
+    if _pair(node, dilation, "dilation") != (1, 1):
+        raise _unsupported(node, f"max pooling with dilation {dilation}")
+    attrs = _pool_geometry(node, kernel, stride, padding)
+    return _Op("maxpool", node.name, inputs, node, attrs={**attrs, "ceil_mode": bool(ceil_mode)})
+
+
+def _avgpool_op(node: fx.Node, inputs: list[str], kernel: Any, stride: Any, padding: Any,
+                ceil_mode: Any, count_include_pad: Any, divisor_override: Any) -> _Op:
+    if divisor_override is not None:
+        raise _unsupported(node, "avg_pool2d with divisor_override")
+    attrs = _pool_geometry(node, kernel, stride, padding)
+    if not count_include_pad and any(attrs["sym_pad"]):
+        raise _unsupported(node, "avg_pool2d with count_include_pad=False and padding (the "
+                                 "divisor would vary per position)")
+    return _Op("avgpool2d", node.name, inputs, node, attrs={**attrs, "ceil_mode": bool(ceil_mode)})
+
+
+def _pool_padding(op: _Op, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Output size and (top, left, bottom, right) padding; ceil_mode adds bottom/right
+    padding for the extra window (torch: a window must start inside the input or the
+    left/top padding)."""
+    (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["sym_pad"]
+
+    def size(n: int, k: int, s: int, p: int) -> tuple[int, int]:
+        if n + 2 * p < k:
+            raise _shape_error(op, f"pooling window {k} larger than the padded input {n + 2 * p}")
+        if op.attrs["ceil_mode"]:
+            out = -(-(n + 2 * p - k) // s) + 1
+            if (out - 1) * s >= n + p:
+                out -= 1
+        else:
+            out = (n + 2 * p - k) // s + 1
+        return out, max(0, (out - 1) * s + k - (n + 2 * p))
+
+    oh, extra_h = size(h, kh, sh, ph)
+    ow, extra_w = size(w, kw, sw, pw)
+    return (oh, ow), (ph, pw, ph + extra_h, pw + extra_w)
+
+
 def _mean_dims_ok(dims: Any) -> bool:
     if isinstance(dims, int):
         dims = (dims,)
@@ -739,7 +944,18 @@ def _classify_module(node: fx.Node, mod: nn.Module) -> _Op:
     if isinstance(mod, nn.ReLU):
         return _Op("act", name, one(), node, act="relu")
     if isinstance(mod, nn.Hardtanh):
-        return _Op("act", name, one(), node, act=_clamp_act(node, mod.min_val, mod.max_val))
+        return _hardtanh_op(node, one(), mod.min_val, mod.max_val)
+    if isinstance(mod, nn.LeakyReLU):
+        return _leaky_op(node, one(), mod.negative_slope)
+    if isinstance(mod, nn.MaxPool2d):
+        return _maxpool_op(node, one(), mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                           mod.ceil_mode, mod.return_indices)
+    if isinstance(mod, nn.AvgPool2d):
+        return _avgpool_op(node, one(), mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                           mod.count_include_pad, mod.divisor_override)
+    if isinstance(mod, (nn.Hardswish, nn.Hardsigmoid)):
+        raise _unsupported(node, f"{type(mod).__name__} multiplies activations by activations, "
+                                 "which Po2 shift/add hardware cannot harden")
     if isinstance(mod, nn.AdaptiveAvgPool2d):
         size = mod.output_size
         if size not in (1, (1, 1)):
@@ -771,8 +987,24 @@ def _classify_function(node: fx.Node) -> _Op:
     if fn in _RELU6_FUNCS:
         return _Op("act", name, _tensor_inputs(node, 1), node, act="relu6")
     if fn is F.hardtanh:
-        act = _clamp_act(node, _arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0))
-        return _Op("act", name, _tensor_inputs(node, 1), node, act=act)
+        return _hardtanh_op(node, _tensor_inputs(node, 1), _arg(node, 1, "min_val", -1.0),
+                            _arg(node, 2, "max_val", 1.0))
+    if fn is F.leaky_relu:
+        return _leaky_op(node, _tensor_inputs(node, 1), _arg(node, 1, "negative_slope", 0.01))
+    if fn is F.max_pool2d:
+        return _maxpool_op(node, _tensor_inputs(node, 1), _arg(node, 1, "kernel_size"),
+                           _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                           _arg(node, 4, "dilation", 1), _arg(node, 5, "ceil_mode", False),
+                           _arg(node, 6, "return_indices", False))
+    if fn is F.avg_pool2d:
+        return _avgpool_op(node, _tensor_inputs(node, 1), _arg(node, 1, "kernel_size"),
+                           _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                           _arg(node, 4, "ceil_mode", False),
+                           _arg(node, 5, "count_include_pad", True),
+                           _arg(node, 6, "divisor_override"))
+    if fn in (F.hardswish, F.hardsigmoid):
+        raise _unsupported(node, f"{fn.__name__} multiplies activations by activations, "
+                                 "which Po2 shift/add hardware cannot harden")
     if fn in (torch.clamp, torch.clip):
         act = _clamp_act(node, _arg(node, 1, "min"), _arg(node, 2, "max"))
         return _Op("act", name, _tensor_inputs(node, 1), node, act=act)
@@ -962,7 +1194,42 @@ def _simplify(ops: list[_Op], output: str) -> tuple[list[_Op], str]:
     for op in ops:  # the remaining activations stand alone
         if op.kind == "act":
             op.kind = "requant"
-    return ops, output
+    return _conv_classifier(ops, output)
+
+
+def _conv_classifier(ops: list[_Op], output: str) -> tuple[list[_Op], str]:
+    """
+    A model ending in a 1x1 Conv2d + global average pooling (+ flatten) with no activation
+    in between: mean(W x + b) = W mean(x) + b, the same linear map as pooling + Linear, so
+    it becomes pool -> flatten -> Linear and the classifier runs on the NPU. A model that
+    ends so but with an activation or a spatial conv is refused with the reason.
+    """
+    by_name = {op.name: op for op in ops}
+    last = by_name.get(output)
+    flatten = last if last is not None and last.kind == "flatten" else None
+    pool = by_name.get(flatten.inputs[0]) if flatten is not None else last
+    if pool is None or pool.kind != "pool" or (flatten is None and pool.keepdim):
+        return ops, output
+    conv = by_name.get(pool.inputs[0])
+    if conv is None or conv.kind != "conv":
+        return ops, output
+    m = conv.module
+    own_pad = m.padding if isinstance(m.padding, tuple) else (0, 0)
+    if (tuple(m.kernel_size) != (1, 1) or tuple(m.stride) != (1, 1) or m.groups != 1
+            or any(conv.pad) or any(own_pad) or conv.act != "none"
+            or len(_users(ops).get(conv.name, [])) != 1):
+        raise _unsupported(conv.node, "a final Conv2d + global pooling is the NPU classifier "
+                                      "only when it is 1x1, stride 1, unpadded, ungrouped and "
+                                      "no activation follows it (then it is a linear map)")
+    w, b = fold_batchnorm(m, conv.attrs.get("bn"))
+    linear = nn.Linear(m.in_channels, m.out_channels)
+    with torch.no_grad():
+        linear.weight.copy_(w.reshape(m.out_channels, m.in_channels))
+        linear.bias.copy_(b)
+    pool.inputs = list(conv.inputs)
+    kept = [op for op in ops if op is not conv]
+    kept.append(_Op("linear", conv.name, [output], conv.node, linear))
+    return kept, conv.name
 
 
 # ----------------------------------------------------------------------------------------
@@ -1052,6 +1319,20 @@ def _build_ops(ops: list[_Op], output: str, in_shape: tuple[int, ...],
             new = FqAdd(op.name, op.inputs, ins[0])
         elif op.kind == "requant":
             new = FqRequant(op.name, op.inputs, ins[0])
+        elif op.kind in ("maxpool", "avgpool2d"):
+            if len(ins[0]) != 3:
+                raise _shape_error(op, f"pooling needs C x H x W, got {ins[0]}")
+            (oh, ow), pad = _pool_padding(op, *ins[0][1:])
+            cls = FqMaxPool2d if op.kind == "maxpool" else FqAvgPool2d
+            if cls is FqAvgPool2d and pad[2:] != pad[:2]:
+                raise _unsupported(op.node, "avg_pool2d with ceil_mode adding a window (torch "
+                                            "then shrinks the divisor at the edge)")
+            new = cls(op.name, op.inputs, (ins[0][0], oh, ow), op.attrs["kernel"],
+                      op.attrs["stride"], pad)
+        elif op.kind == "leaky":
+            new = FqLeakyRelu(op.name, op.inputs, ins[0], op.attrs["slope_shift"])
+        elif op.kind == "clamp":
+            new = FqClamp(op.name, op.inputs, ins[0], op.attrs["min"], op.attrs["max"])
         elif op.kind == "pool":
             if len(ins[0]) != 3:
                 raise _shape_error(op, f"global average pool needs C x H x W, got {ins[0]}")
@@ -1142,7 +1423,7 @@ def calibrate(fq: Po2FakeQuantModel, calib: torch.Tensor, batch_size: int = 256)
         op.in_fmts = tuple(by_name[n].fmt for n in op.inputs)
         if isinstance(op, FqInput):
             signed = op.signed_option if op.signed_option is not None else op.obs_lo < 0
-        elif isinstance(op, FqFlatten):
+        elif isinstance(op, (FqFlatten, FqMaxPool2d)):
             op.fmt = op.in_fmts[0]  # the format is unchanged
             continue
         else:
@@ -1180,6 +1461,18 @@ def export_graph(fq: Po2FakeQuantModel) -> list[Layer]:
             graph.append(AvgPool(**common, multiplier=mult, shift=shift))
         elif isinstance(op, FqFlatten):
             graph.append(Flatten(**common))
+        elif isinstance(op, FqMaxPool2d):
+            graph.append(MaxPool2d(**common, kernel=op.kernel, stride=op.stride,
+                                   padding=op.padding))
+        elif isinstance(op, FqAvgPool2d):
+            mult, shift = avgpool_constants(op.kernel[0] * op.kernel[1])
+            graph.append(AvgPool2d(**common, kernel=op.kernel, stride=op.stride,
+                                   padding=op.padding, multiplier=mult, shift=shift))
+        elif isinstance(op, FqLeakyRelu):
+            graph.append(LeakyRelu(**common, slope_shift=op.slope_shift))
+        elif isinstance(op, FqClamp):
+            lo, hi = op.int_bounds()
+            graph.append(Clamp(**common, lo=lo, hi=hi))
         elif isinstance(op, FqLinear):
             w_int, wf, b_int = op.quantized_params()
             in_fmt = op.in_fmts[0]
@@ -1264,6 +1557,19 @@ def run_graph_int(graph: Sequence[Layer], x_int: np.ndarray) -> np.ndarray:
             y = requantize(s, shift + fmts[layer.inputs[0]].frac - layer.fmt.frac, layer.fmt)
         elif isinstance(layer, Flatten):
             y = args[0].reshape(args[0].shape[0], -1)
+        elif isinstance(layer, MaxPool2d):
+            y = semantics.maxpool2d(args[0], layer.kernel, layer.stride, layer.padding,
+                                    layer.shape[1:], fmts[layer.inputs[0]])
+        elif isinstance(layer, AvgPool2d):
+            shift = layer.shift + fmts[layer.inputs[0]].frac - layer.fmt.frac
+            y = semantics.avgpool2d(args[0], layer.kernel, layer.stride, layer.padding,
+                                    layer.shape[1:], shift, layer.fmt)
+        elif isinstance(layer, LeakyRelu):
+            y = semantics.leaky_relu(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac,
+                                     layer.slope_shift, layer.fmt)
+        elif isinstance(layer, Clamp):
+            y = semantics.clamp(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac,
+                                layer.lo, layer.hi)
         elif isinstance(layer, NpuLinear):
             y = args[0] @ layer.weight.T + layer.bias[None, :]
         else:  # pragma: no cover

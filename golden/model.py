@@ -20,10 +20,15 @@ from hashiflex.dialects import po2
 from hashiflex.golden.semantics import (
     Format,
     argmax_lowest,
+    clamp,
     decode_weights,
+    leaky_relu,
+    maxpool2d,
+
     quantize_input,
     requantize,
 )
+from hashiflex.golden import semantics
 
 
 class GoldenError(Exception):
@@ -100,6 +105,26 @@ def avgpool(x: np.ndarray, op: po2.AvgPoolOp) -> np.ndarray:
     return requantize(total * op.multiplier, shift, _fmt(op.output), "none")
 
 
+def maxpool(x: np.ndarray, op: po2.MaxPool2dOp) -> np.ndarray:
+    return maxpool2d(x, op.kernel, op.stride, op.padding, op.output.type.dims[1:],
+                     _fmt(op.input))
+
+
+def windowed_avgpool(x: np.ndarray, op: po2.AvgPool2dOp) -> np.ndarray:
+    shift = op.shift + _fmt(op.input).frac - _fmt(op.output).frac
+    return semantics.avgpool2d(x, op.kernel, op.stride, op.padding, op.output.type.dims[1:],
+                               shift, _fmt(op.output))
+
+
+def leaky(x: np.ndarray, op: po2.LeakyReluOp) -> np.ndarray:
+    return leaky_relu(x, _fmt(op.input).frac - _fmt(op.output).frac, op.slope_shift,
+                      _fmt(op.output))
+
+
+def hardtanh(x: np.ndarray, op: po2.ClampOp) -> np.ndarray:
+    return clamp(x, _fmt(op.input).frac - _fmt(op.output).frac, op.lo, op.hi)
+
+
 def npu_linear(x: np.ndarray, op: po2.NpuLinearOp, weights=None, bias=None) -> np.ndarray:
     w = op.weight_matrix if weights is None else np.asarray(weights, dtype=np.int64)
     b = np.asarray(op.bias if bias is None else bias, dtype=np.int64)
@@ -170,6 +195,17 @@ def check_int64(module: ModuleOp | FuncOp, npu_weights=None, npu_bias=None) -> N
                 total = h * w * _act_bound(op.input, where) * abs(op.multiplier)
                 worst = _shifted_bound(total, op.shift + _fmt(op.input).frac
                                        - _fmt(op.output).frac)
+            case po2.MaxPool2dOp():
+                worst = _act_bound(op.input, where)
+            case po2.AvgPool2dOp():
+                kh, kw = op.kernel
+                total = kh * kw * _act_bound(op.input, where) * abs(op.multiplier)
+                worst = _shifted_bound(total, op.shift + _fmt(op.input).frac
+                                       - _fmt(op.output).frac)
+            case po2.LeakyReluOp() | po2.ClampOp():
+                worst = _shifted_bound(_act_bound(op.input, where), _fmt(op.input).frac
+                                       - _fmt(op.output).frac
+                                       + getattr(op, "slope_shift", 0))
             case po2.NpuLinearOp():
                 k = op.weight_matrix.shape[1]
                 w_max = 2.0 ** (op.weight_bits - 1)
@@ -220,6 +256,14 @@ def run_int(
                 out = avgpool(args[0], op)
             case po2.FlattenOp():
                 out = args[0].reshape(args[0].shape[0], -1)
+            case po2.MaxPool2dOp():
+                out = maxpool(args[0], op)
+            case po2.AvgPool2dOp():
+                out = windowed_avgpool(args[0], op)
+            case po2.LeakyReluOp():
+                out = leaky(args[0], op)
+            case po2.ClampOp():
+                out = hardtanh(args[0], op)
             case po2.NpuLinearOp():
                 out = npu_linear(args[0], op, npu_weights, npu_bias)
             case ReturnOp():

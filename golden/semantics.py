@@ -164,3 +164,60 @@ def quantize_npu_weights(w, weight_frac: int, weight_bits: int) -> np.ndarray:
 def quantize_npu_bias(b, bias_frac: int) -> np.ndarray:
     """Real bias -> round_half_up(b * 2^bias_frac), not saturated (callers check the fit)."""
     return round_half_up(np.asarray(b, dtype=np.float64) * np.ldexp(1.0, bias_frac))
+
+
+# ----------------------------------------------------------------------------------------
+# Windowed pooling and the element-wise activations beyond ReLU/ReLU6 (docs/semantics.md:
+# MaxPool2d, AvgPool2d, LeakyReLU, Clamp). One implementation for the golden model, the
+# interpreter and the frontend's integer executor.
+# ----------------------------------------------------------------------------------------
+
+
+def pool_windows(x: np.ndarray, kernel, stride, padding, out_hw, fill: int) -> np.ndarray:
+    """
+    The windows of (N, C, H, W) as (N, C, KH, KW, OH, OW): element [n, c, i, j, oy, ox] is
+    x[n, c, oy*sh - top + i, ox*sw - left + j], `fill` outside the image.
+    """
+    (kh, kw), (sh, sw), (top, left, bottom, right), (oh, ow) = kernel, stride, padding, out_hw
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + top + bottom, w + left + right), fill, dtype=np.int64)
+    xp[:, :, top:top + h, left:left + w] = x
+    cols = np.empty((n, c, kh, kw, oh, ow), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+    return cols
+
+
+def maxpool2d(x: np.ndarray, kernel, stride, padding, out_hw, fmt: Format) -> np.ndarray:
+    """Max over each window; padding is the format's minimum code (torch's -inf: every
+    window holds at least one image pixel, so the pad never wins). Format unchanged."""
+    return pool_windows(x, kernel, stride, padding, out_hw, fmt.lo).max(axis=(2, 3))
+
+
+def avgpool2d(x: np.ndarray, kernel, stride, padding, out_hw, shift: int,
+              out_fmt: Format) -> np.ndarray:
+    """Windowed average with zero padding counted (torch's count_include_pad=True): the
+    window's sum times avgpool_constants(KH*KW), requantised by `shift` (the constants'
+    shift + Fx - Fy) into out_fmt."""
+    mult, _ = avgpool_constants(kernel[0] * kernel[1])
+    total = pool_windows(x, kernel, stride, padding, out_hw, 0).sum(axis=(2, 3))
+    return requantize(total * mult, shift, out_fmt)
+
+
+def leaky_relu(x, shift: int, slope_shift: int, fmt: Format):
+    """x >= 0: requantize(x, shift); x < 0: requantize(x, shift + slope_shift) (the slope
+    2^-slope_shift folded into the one rounding)."""
+    return np.where(np.asarray(x) >= 0, requantize(x, shift, fmt),
+                    requantize(x, shift + slope_shift, fmt))
+
+
+def clamp(x, shift: int, lo: int, hi: int):
+    """Hardtanh: saturate(round_shift(x, shift), lo, hi), lo/hi already inside the format."""
+    return saturate(round_shift(x, shift), lo, hi)
+
+
+def real_bound(value: float, frac: int) -> int:
+    """A real clamp bound on the integer grid of frac: floor(v * 2^frac + 1/2) (rounding is
+    monotone, so clamping the rounded value equals rounding the clamped one)."""
+    return int(np.floor(np.ldexp(np.float64(value), frac) + 0.5))

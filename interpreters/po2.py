@@ -40,6 +40,7 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.ir import Operation
 
 from hashiflex.dialects import po2
+from hashiflex.golden import semantics
 from hashiflex.golden.semantics import (
     decode_weights,
     requantize,
@@ -179,6 +180,36 @@ class Po2Functions(InterpreterFunctions):
         s = args[0].sum(axis=(2, 3), keepdims=True)
         mult, shift = op.multiplier, op.shift
         y = requantize(s * mult, shift + x_t.fmt.frac - y_t.fmt.frac, y_t.fmt, "none")
+        return (_check_act(op, y),)
+
+    @impl(po2.MaxPool2dOp)
+    def run_maxpool2d(self, interpreter: Interpreter, op: po2.MaxPool2dOp, args: PythonValues):
+        x_t, y_t = op.input.type, op.output.type
+        assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
+        y = semantics.maxpool2d(args[0], op.kernel, op.stride, op.padding, y_t.dims[1:], x_t.fmt)
+        return (_check_act(op, y),)
+
+    @impl(po2.AvgPool2dOp)
+    def run_avgpool2d(self, interpreter: Interpreter, op: po2.AvgPool2dOp, args: PythonValues):
+        x_t, y_t = op.input.type, op.output.type
+        assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
+        shift = op.shift + x_t.fmt.frac - y_t.fmt.frac
+        y = semantics.avgpool2d(args[0], op.kernel, op.stride, op.padding, y_t.dims[1:],
+                                shift, y_t.fmt)
+        return (_check_act(op, y),)
+
+    @impl(po2.LeakyReluOp)
+    def run_leaky_relu(self, interpreter: Interpreter, op: po2.LeakyReluOp, args: PythonValues):
+        x_t, y_t = op.input.type, op.output.type
+        assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
+        y = semantics.leaky_relu(args[0], x_t.fmt.frac - y_t.fmt.frac, op.slope_shift, y_t.fmt)
+        return (_check_act(op, y),)
+
+    @impl(po2.ClampOp)
+    def run_clamp(self, interpreter: Interpreter, op: po2.ClampOp, args: PythonValues):
+        x_t, y_t = op.input.type, op.output.type
+        assert isinstance(x_t, po2.ActType) and isinstance(y_t, po2.ActType)
+        y = semantics.clamp(args[0], x_t.fmt.frac - y_t.fmt.frac, op.lo, op.hi)
         return (_check_act(op, y),)
 
     @impl(po2.FlattenOp)
