@@ -704,6 +704,11 @@ class WindowPoolOp(UnaryLayerOp):
 
     traits = traits_def(Pure())
 
+    @property
+    def groups(self) -> int:
+        """Pooling is per channel: as many groups as channels (a depthwise window)."""
+        return _act(self.input, "input", self).dims[0]
+
     @staticmethod
     def window_properties(layer: str, kernel: Sequence[int], stride: Sequence[int],
                           padding: Sequence[int]) -> dict[str, Attribute]:

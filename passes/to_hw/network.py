@@ -24,7 +24,7 @@ from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
-from hashiflex.passes.to_hw import conv, npu, pool, requant, residual
+from hashiflex.passes.to_hw import activation, conv, npu, pool, pool2d, requant, residual
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type, sv_name
 from hashiflex.passes.to_hw.rates import RateError, stream_rates
 from hashiflex.passes.to_hw.timing import StreamTiming
@@ -51,6 +51,10 @@ LOWERINGS: dict[type[Operation], Lowering] = {
     po2.ResidualAddOp: residual.lower,
     po2.AvgPoolOp: pool.lower,
     po2.FlattenOp: lower_flatten,
+    po2.MaxPool2dOp: pool2d.lower,
+    po2.AvgPool2dOp: pool2d.lower,
+    po2.LeakyReluOp: activation.lower,
+    po2.ClampOp: activation.lower,
     po2.NpuLinearOp: npu.lower,
 }
 

@@ -129,6 +129,11 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
                 raise RateError(f"layer '{lname}': the operands of the residual add arrive "
                                 f"with {q_in} and {q_b} pixels per cycle; not supported yet")
             q_out = q_in
+        elif isinstance(op, (po2.MaxPool2dOp, po2.AvgPool2dOp)):
+            if q_in > 1:
+                raise RateError(f"layer '{lname}': {q_in} pixels per cycle into windowed "
+                                f"pooling is not supported yet (one pixel per cycle)")
+            q_out = 1
         elif isinstance(op, (po2.AvgPoolOp, po2.NpuLinearOp)):
             q_out = 1
         else:  # requant, flatten
