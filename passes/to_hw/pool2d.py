@@ -27,6 +27,7 @@ from hashiflex.golden.semantics import avgpool_constants, clamp_bounds
 from hashiflex.passes.to_hw.builder import Sig
 from hashiflex.passes.to_hw.conv import ConvGeometry, ConvLowering
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type
+from hashiflex.passes.to_hw.report import REPORT_ATTR, to_attr
 
 
 class PoolLowering(ConvLowering):
@@ -111,7 +112,7 @@ def lower(op: po2.MaxPool2dOp | po2.AvgPool2dOp, name: str, options: LayerOption
     lowering = PoolLowering(op, name, options)
     layer = lowering.build()
     layer.report["kind"] = "maxpool2d" if isinstance(op, po2.MaxPool2dOp) else "avgpool2d"
-    layer.report.pop("groups", None)
+    layer.module.attributes[REPORT_ATTR] = to_attr(layer.report)
     src = options.streams[op.input]
     geo = ConvGeometry.of(op)
     layer.timing = src.after(layer.latency, src.needed(geo.triggers()))

@@ -65,7 +65,41 @@ def avgpool_hardtanh() -> nn.Module:
     return _init(AvgPoolHardtanh(), 12, (3, 9, 7))
 
 
+class PoolMix(nn.Module):
+    """Every op of this file in one small network (the default test tier). 2x8x10 signed:
+    Conv3x3 p1 (2->4)+BN+ReLU; max_pool2d(3, 2, ceil_mode) -> 4x4x5; Conv3x3 p1 (4->5);
+    LeakyReLU(1/8); AvgPool2d(3, 1, 1); Hardtanh(-0.25, 0.5); MaxPool2d(2, ceil_mode) ->
+    5x2x3; AvgPool2d(2, 1) -> 5x1x2; 1x1 Conv2d (5->3) + AdaptiveAvgPool2d + Flatten as the
+    NPU classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, 1, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 5, 3, 1, 1)
+        self.leaky = nn.LeakyReLU(0.125)
+        self.ap3 = nn.AvgPool2d(3, 1, 1)
+        self.ht = nn.Hardtanh(-0.25, 0.5)
+        self.mp = nn.MaxPool2d(2, ceil_mode=True)
+        self.ap2 = nn.AvgPool2d(2, 1)
+        self.head = nn.Conv2d(5, 3, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.b1(self.c1(x))), 3, 2, ceil_mode=True)
+        x = self.ht(self.ap3(self.leaky(self.c2(x))))
+        x = self.ap2(self.mp(x))
+        return torch.flatten(self.pool(self.head(x)), 1)
+
+
+def pool_mix() -> nn.Module:
+    return _init(PoolMix(), 13, (2, 8, 10))
+
+
 POOL_ZOO = {
+    "pool_mix": (pool_mix, "signed"),
     "maxpool_leaky": (maxpool_leaky, "signed"),
     "avgpool_hardtanh": (avgpool_hardtanh, "unsigned"),
 }
+#: the fast tier; the others are `slow`
+POOL_DEFAULT = ["pool_mix"]
