@@ -98,6 +98,10 @@ def _layer_op(layer: quant.Layer, operands: list[SSAValue]) -> Operation:
             return po2.AvgPoolOp(layer.name, operands[0], _act_type(layer))
         case quant.Flatten():
             return po2.FlattenOp(layer.name, operands[0])
+        case quant.Concat():
+            return po2.ConcatOp(layer.name, operands[0], operands[1], _act_type(layer))
+        case quant.SelectChannels():
+            return po2.SelectChannelsOp(layer.name, operands[0], layer.channels)
         case quant.NpuLinear():
             return po2.NpuLinearOp(
                 layer.name,

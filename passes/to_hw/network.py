@@ -24,7 +24,7 @@ from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
-from hashiflex.passes.to_hw import conv, npu, pool, requant, residual
+from hashiflex.passes.to_hw import channels, conv, npu, pool, requant, residual
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type, sv_name
 from hashiflex.passes.to_hw.rates import RateError, stream_rates
 from hashiflex.passes.to_hw.timing import StreamTiming
@@ -51,6 +51,8 @@ LOWERINGS: dict[type[Operation], Lowering] = {
     po2.ResidualAddOp: residual.lower,
     po2.AvgPoolOp: pool.lower,
     po2.FlattenOp: lower_flatten,
+    po2.ConcatOp: channels.lower_concat,
+    po2.SelectChannelsOp: channels.lower_select,
     po2.NpuLinearOp: npu.lower,
 }
 
