@@ -8,8 +8,8 @@ non-empty) sized by the stream timing analysis (timing.fifo_depth). Each operand
 is requantised into the result format (`HwBuilder.rescale`: a shift and saturation, no
 activation), then registered. Latency: 1 (FIFO) + the datapath's registers.
 
-`po2.select_channels` (chunk/split pieces, channel shuffles) is wiring: a module whose
-output bits are a reordering of its input bits, no register, latency 0.
+`po2.select_channels` (chunk/split pieces, channel shuffles) is wiring: no module, the top
+reorders the bit fields of the input stream's data (`LayerHw.wire`), latency 0.
 
 Multi-pixel streams (rates.py) are lane-major: lane l's channel k is item l*C + k.
 """
@@ -17,10 +17,11 @@ Multi-pixel streams (rates.py) are lane-major: lane l's channel k is item l*C + 
 from __future__ import annotations
 
 import numpy as np
+from xdsl.ir import SSAValue
 
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import clamp_bounds
-from hashiflex.passes.to_hw.builder import Fifo
+from hashiflex.passes.to_hw.builder import Fifo, HwBuilder
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, act_type, finish_outputs,
                                           input_sig, layer_report, lanes_entry, stream_module)
 from hashiflex.passes.to_hw.timing import StreamTiming, fifo_depth
@@ -60,15 +61,15 @@ def lower_concat(op: po2.ConcatOp, name: str, options: LayerOptions) -> LayerHw:
 
 
 def lower_select(op: po2.SelectChannelsOp, name: str, options: LayerOptions) -> LayerHw:
-    x_t, y_t = act_type(op.input), act_type(op.output)
-    lanes = options.lanes_of(op.input)
-    shell, hb = stream_module(name, x_t, y_t, options, lanes_in=lanes, lanes_out=lanes)
-    a = shell.args
-    c_in = x_t.dims[0]
-    fields = [hb.extract(a["in_data"], (lane * c_in + c) * x_t.fmt.bits, x_t.fmt.bits)
-              for lane in range(lanes) for c in op.channels]
-    data = hb.concat(fields[::-1]) if len(fields) > 1 else fields[0]
-    report = layer_report("select_channels", op, hb, 0, channels=list(op.channels),
-                          **lanes_entry(lanes))
-    module = shell.finish({"out_valid": a["in_valid"], "out_data": data}, report)
-    return LayerHw(module, 0, report, options.streams[op.input])
+    """No module: the top picks the channels' bit fields out of the input stream's data
+    (a module would leave unread input bits, which Verilator -Wall rightly reports)."""
+    x_t = act_type(op.input)
+    lanes, c_in, bits = options.lanes_of(op.input), x_t.dims[0], x_t.fmt.bits
+    channels = op.channels
+
+    def wire(hb: HwBuilder, data: SSAValue) -> SSAValue:
+        fields = [hb.extract(data, (lane * c_in + c) * bits, bits)
+                  for lane in range(lanes) for c in channels]
+        return hb.concat(fields[::-1]) if len(fields) > 1 else fields[0]
+
+    return LayerHw(None, 0, None, options.streams[op.input], wire)

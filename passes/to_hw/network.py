@@ -114,7 +114,8 @@ class NetworkLowering:
         lname = layer_name(op)
         if isinstance(op, po2.NpuLinearOp) and self.npu is not None:
             raise LoweringError(f"layer '{lname}': only one po2.npu_linear is supported")
-        name = "" if isinstance(lowered, po2.FlattenOp) else self.unique(lname)
+        wiring = isinstance(lowered, (po2.FlattenOp, po2.SelectChannelsOp))
+        name = "" if wiring else self.unique(lname)
         layer = lower_layer(lowered, name, self.options)
         self.streams[op.results[0]] = layer.timing
         module = layer.module
@@ -125,6 +126,7 @@ class NetworkLowering:
             layer.latency,
             tuple(op.operands),
             op.results[0],
+            layer.wire,
         ))
         if isinstance(op, po2.NpuLinearOp):
             self.npu = (op, layer.latency)
