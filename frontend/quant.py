@@ -825,11 +825,12 @@ _CAT_FUNCS = {torch.cat, torch.concat, torch.concatenate}
 _SPLIT_TARGETS = {torch.chunk, torch.split, "chunk", "split"}
 
 
+_SHAPE_META = "hashiflex_shape"
+
+
 def _meta_shape(node: Any) -> tuple[int, ...] | None:
-    """The shape fx's ShapeProp recorded for a tensor node (None: unknown or not a tensor)."""
-    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
-    shape = getattr(meta, "shape", None)
-    return None if shape is None else tuple(int(d) for d in shape)
+    """The shape `_propagate_shapes` recorded for a tensor node (None: unknown/not a tensor)."""
+    return node.meta.get(_SHAPE_META) if isinstance(node, fx.Node) else None
 
 
 def _channel_dim_ok(node: fx.Node, dim: Any, ndim: int = 4) -> bool:
@@ -892,7 +893,7 @@ def _piece_op(node: fx.Node) -> _Op:
 
 def _channel_view_op(node: fx.Node, how: str) -> _Op:
     """A step of a channel shuffle: 4-D -> (N, g, C/g, H, W) split, swap of the two group
-    dims, merge back to 4-D. Checked against the shapes ShapeProp recorded."""
+    dims, merge back to 4-D. Checked against the shapes `_propagate_shapes` recorded."""
     src = node.args[0] if node.args else None
     ins, out = _meta_shape(src), _meta_shape(node)
     if ins is None or out is None:
@@ -1380,15 +1381,23 @@ def _rename_input(ops: list[_Op], old: str, new: str) -> None:
         o.inputs = [new if n == old else n for n in o.inputs]
 
 
-def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
-    """Record every node's shape (fx ShapeProp on one float example): channel shuffles
-    and chunks are recognised from shapes, which their symbolic size() arguments hide.
-    Best effort: a model that fails here gets its shape error from the checks later on."""
-    from torch.fx.passes.shape_prop import ShapeProp
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the traced model once and records each tensor node's shape in its meta."""
 
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta[_SHAPE_META] = tuple(int(d) for d in result.shape)
+        return result
+
+
+def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
+    """Record every node's shape (one float example through the traced model): channel
+    shuffles and chunks are recognised from shapes, which their symbolic size() arguments
+    hide. Best effort: a model that fails here gets its shape error from the checks later."""
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(example[:1].float())
+            _ShapeRecorder(gm).run(example[:1].float())
     except Exception:  # noqa: BLE001 - the per-op checks report the problem
         pass
 
