@@ -6,8 +6,10 @@ It has two levels, in the spirit of CIRCT's layering:
 * **Layer level** ops describe a quantised network as the frontend imports it from torch.fx:
   `po2.conv2d` (weights held as a compact sign/exponent code tensor), `po2.residual_add`,
   `po2.requant`, `po2.avgpool`, `po2.maxpool2d` / `po2.avgpool2d` (windowed pooling),
-  `po2.leaky_relu`, `po2.clamp`, `po2.flatten` and `po2.npu_linear` (the programmable
-  classifier). Values are activation tensors of type `!po2.act<CxHxW, u8, frac>`, which
+  `po2.leaky_relu`, `po2.clamp`, `po2.flatten`, `po2.concat` and `po2.select_channels`
+  (channel concatenation, and chunks/splits/shuffles as a channel index list) and
+  `po2.npu_linear` (the programmable classifier). Values are activation tensors of type
+  `!po2.act<CxHxW, u8, frac>`, which
   carry their shape, bit width, signedness and Po2 scale.
 * **Unrolled level** ops describe the hardened per-pixel datapath of a frozen layer:
   `po2.unrolled_conv2d` keeps the layer's geometry and holds, in its region, the shift/add
@@ -876,6 +878,80 @@ class ClampOp(ElementwiseLayerOp):
 
 
 @irdl_op_definition
+class ConcatOp(LayerOp):
+    """
+    Channel concatenation `CaxHxW, CbxHxW -> (Ca+Cb)xHxW`; each operand is requantised
+    into the result's format, no activation (semantics: Concatenate).
+    """
+
+    name = "po2.concat"
+
+    lhs = operand_def(ActType)
+    rhs = operand_def(ActType)
+    output = result_def(ActType)
+
+    traits = traits_def(Pure())
+
+    def __init__(self, layer: str, lhs: SSAValue, rhs: SSAValue, result_type: ActType):
+        super().__init__(
+            operands=[lhs, rhs],
+            result_types=[result_type],
+            properties={"layer": StringAttr(layer)},
+        )
+
+    def verify_(self) -> None:
+        a, b = _act(self.lhs, "lhs", self), _act(self.rhs, "rhs", self)
+        y = _act(self.output, "result", self)
+        if len(a.dims) != 3 or len(b.dims) != 3 or a.dims[1:] != b.dims[1:] \
+                or y.dims != (a.dims[0] + b.dims[0], *a.dims[1:]):
+            raise VerifyException(
+                f"{self.name} {_layer_of(self)}: concatenating {list(a.dims)} and "
+                f"{list(b.dims)} along channels cannot give {list(y.dims)}"
+            )
+
+
+@irdl_op_definition
+class SelectChannelsOp(UnaryLayerOp):
+    """
+    Output channel `i` is input channel `channels[i]` (a chunk/split piece: a range; a
+    channel shuffle: a permutation); the format is unchanged. Wiring in hardware.
+    """
+
+    name = "po2.select_channels"
+
+    channels_attr = prop_def(I64Array, prop_name="channels")
+    channels: tuple[int, ...] = ints_property("channels")
+
+    traits = traits_def(Pure())
+    PRINTED_PROPERTIES: ClassVar[tuple[str, ...]] = ("channels",)
+
+    def __init__(self, layer: str, input: SSAValue, channels: Sequence[int]):
+        in_type = SSAValue.get(input).type
+        assert isinstance(in_type, ActType)
+        super().__init__(
+            operands=[input],
+            result_types=[ActType([len(channels), *in_type.dims[1:]], in_type.fmt)],
+            properties={"layer": StringAttr(layer), "channels": _int_array(channels)},
+        )
+
+    def verify_(self) -> None:
+        where = f"{self.name} {_layer_of(self)}"
+        x, y = _act(self.input, "input", self), _act(self.output, "result", self)
+        chans = self.channels
+        if len(x.dims) != 3 or not chans:
+            raise VerifyException(f"{where}: selects a non-empty channel list of a CxHxW "
+                                  f"tensor, got {list(chans)} of {list(x.dims)}")
+        bad = [c for c in chans if not 0 <= c < x.dims[0]]
+        if bad:
+            raise VerifyException(f"{where}: channel {bad[0]} out of range for an input of "
+                                  f"{x.dims[0]} channels")
+        if y.dims != (len(chans), *x.dims[1:]) or y.fmt != x.fmt:
+            raise VerifyException(f"{where}: selecting {len(chans)} channels of {x} must give "
+                                  f"{len(chans)}x{x.dims[1]}x{x.dims[2]} in the same format, "
+                                  f"got {y}")
+
+
+@irdl_op_definition
 class NpuLinearOp(UnaryLayerOp):
     """
     The classifier on the reprogrammable NPU. Its weights are not frozen: `slot` names the
@@ -1429,6 +1505,8 @@ Po2 = Dialect(
         AvgPool2dOp,
         LeakyReluOp,
         ClampOp,
+        ConcatOp,
+        SelectChannelsOp,
         NpuLinearOp,
         UnrolledConv2dOp,
         ConstOp,

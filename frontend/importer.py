@@ -108,6 +108,10 @@ def _layer_op(layer: quant.Layer, operands: list[SSAValue]) -> Operation:
             return po2.LeakyReluOp(layer.name, operands[0], _act_type(layer), layer.slope_shift)
         case quant.Clamp():
             return po2.ClampOp(layer.name, operands[0], _act_type(layer), layer.lo, layer.hi)
+        case quant.Concat():
+            return po2.ConcatOp(layer.name, operands[0], operands[1], _act_type(layer))
+        case quant.SelectChannels():
+            return po2.SelectChannelsOp(layer.name, operands[0], layer.channels)
         case quant.NpuLinear():
             return po2.NpuLinearOp(
                 layer.name,

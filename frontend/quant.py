@@ -30,6 +30,12 @@ records), ``shape`` (output shape without batch: ``(C, H, W)`` or ``(N,)``) and 
 * ``AvgPool``: global average pool to ``(C, 1, 1)``; ``multiplier, shift`` are
   ``avgpool_constants(H*W)`` (informational: the semantics fixes them).
 * ``Flatten``: ``(C, H, W) -> (C*H*W,)``, format unchanged.
+* ``Concat``: two inputs ``(Ca, H, W)``, ``(Cb, H, W)`` -> ``(Ca + Cb, H, W)``; each operand
+  is requantised (round, saturate; no activation) into the calibrated output format. A
+  ``torch.cat`` of n tensors becomes a chain of n - 1 binary records.
+* ``SelectChannels``: ``channels`` (a tuple of input channel indices): output channel ``i``
+  is input channel ``channels[i]``, format unchanged. ``torch.chunk`` / ``torch.split``
+  pieces (a range) and channel shuffles (a permutation) are this record: wiring in hardware.
 * ``NpuLinear``: ``weight`` int64 ``[N, K]`` (``weight_bits``-bit signed, scale
   ``2^-weight_frac``), ``bias`` int64 ``[N]`` (``bias_bits``-bit signed, scale
   ``2^-(Fx + weight_frac)``); ``fmt`` is the logits format ``s<B>`` with frac
@@ -44,7 +50,10 @@ Quantisation rules (all choices documented here, numbers in docs/semantics.md)
   ``F.relu6``, ``F.hardtanh(0, 6)``, ``clamp(0)``, ``clamp(0, 6)``), residual ``+``,
   global average pooling (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
   ``x.mean((2, 3))``), flatten (``nn.Flatten``, ``torch.flatten(x, 1)``, ``view`` /
-  ``reshape`` to ``(N, -1)``), Dropout / Identity (dropped) and one final Linear.
+  ``reshape`` to ``(N, -1)``), Dropout / Identity (dropped), ``torch.cat`` along channels,
+  ``torch.chunk`` / ``torch.split`` along channels, channel shuffle (``view`` to
+  ``(N, g, C/g, H, W)``, ``transpose(1, 2)``, ``view`` / ``reshape`` / ``flatten(1, 2)`` back
+  to 4-D; recognised from the shapes of a shape-propagation pass) and one final Linear.
 * **Activation fusion**: a ReLU/ReLU6 whose producer (conv, add, requant) has no other user
   becomes that op's ``act``; otherwise it becomes a ``Requant``.
 * **Weights** (per output channel ``o``, computed in float64): the log-domain rounding
@@ -126,6 +135,8 @@ __all__ = [
     "LeakyRelu",
     "Clamp",
     "NpuLinear",
+    "Concat",
+    "SelectChannels",
     "Po2FakeQuantModel",
     "QuantizedModel",
     "build_fake_quant",
@@ -146,7 +157,9 @@ SUPPORTED_OPS = (
     "AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / x.mean((2, 3)), MaxPool2d / "
     "F.max_pool2d, AvgPool2d / F.avg_pool2d (count_include_pad), LeakyReLU (Po2 slope), "
     "Hardtanh(min, max), Flatten / torch.flatten(x, 1) / view / reshape to (N, -1), "
-    "Dropout / Identity, a final Linear (or a final 1x1 Conv2d + global average pooling)"
+    "Dropout / Identity, torch.cat / torch.chunk / torch.split along channels (dim 1), "
+    "channel shuffle (view to (N, g, C/g, H, W), transpose(1, 2), view back to (N, C, H, W)), "
+    "a final Linear (or a final 1x1 Conv2d + global average pooling)"
 )
 
 
@@ -247,6 +260,13 @@ class LeakyRelu(Layer):
 class Clamp(Layer):
     lo: int  # bounds on the output's integer grid, inside its format
     hi: int
+class Concat(Layer):
+    pass
+
+
+@dataclass(kw_only=True, eq=False)
+class SelectChannels(Layer):
+    channels: tuple[int, ...]
 
 
 @dataclass(kw_only=True, eq=False)
@@ -664,6 +684,41 @@ class FqFlatten(FqOp):
         return self._record(x.flatten(1))
 
 
+class FqConcat(FqOp):
+    """Channel concatenation of two tensors, requantised into one output format."""
+
+    kind = "concat"
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if not self.quantize:
+            return self._record(torch.cat((a, b), dim=1))
+        # each operand is on its own grid; rounding at the output frac is requantize
+        return _fake_act(torch.cat((a, b), dim=1), self.fmt, "none")
+
+
+class FqSelect(FqOp):
+    """Output channel i = input channel channels[i] (a chunk/split piece, a shuffle)."""
+
+    kind = "select"
+
+    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
+                 channels: Sequence[int]):
+        super().__init__(name, inputs, shape)
+        self.channels = tuple(int(c) for c in channels)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state = super().get_extra_state()
+        state["channels"] = list(self.channels)
+        return state
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        self.channels = tuple(state["channels"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._record(x[:, list(self.channels)])
+
+
 class FqLinear(FqOp):
     kind = "linear"
 
@@ -978,6 +1033,127 @@ _RELU_FUNCS = {F.relu, torch.relu, torch.relu_, F.relu_}
 _RELU6_FUNCS = {F.relu6}
 _ADD_FUNCS = {operator.add, operator.iadd, torch.add}
 _SHAPE_FUNCS = {getattr, operator.getitem}
+_SIZE_ARITHMETIC = {operator.floordiv, operator.mul, operator.sub, operator.truediv}
+_CAT_FUNCS = {torch.cat, torch.concat, torch.concatenate}
+_SPLIT_TARGETS = {torch.chunk, torch.split, "chunk", "split"}
+
+
+_SHAPE_META = "hashiflex_shape"
+
+
+def _meta_shape(node: Any) -> tuple[int, ...] | None:
+    """The shape `_propagate_shapes` recorded for a tensor node (None: unknown/not a tensor)."""
+    return node.meta.get(_SHAPE_META) if isinstance(node, fx.Node) else None
+
+
+def _channel_dim_ok(node: fx.Node, dim: Any, ndim: int = 4) -> bool:
+    return isinstance(dim, int) and not isinstance(dim, bool) and dim % ndim == 1
+
+
+def _cat_op(node: fx.Node) -> _Op:
+    """torch.cat of a list of N x C x H x W tensors along dim 1."""
+    tensors, dim = _arg(node, 0, "tensors"), _arg(node, 1, "dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors \
+            or not all(isinstance(t, fx.Node) for t in tensors):
+        raise _unsupported(node, "torch.cat needs a list of tensors made by the model")
+    shape = _meta_shape(node)
+    if not _channel_dim_ok(node, dim, len(shape) if shape else 4):
+        raise _unsupported(node, f"torch.cat along dim {dim} (only along channels, dim 1)")
+    return _Op("cat", node.name, [t.name for t in tensors], node)
+
+
+def _split_pieces(node: fx.Node) -> list[tuple[int, int]]:
+    """(first channel, count) of each piece of a torch.chunk / torch.split node."""
+    is_chunk = node.target in (torch.chunk, "chunk")
+    what = "chunk" if is_chunk else "split"
+    amount = _arg(node, 1, "chunks" if is_chunk else "split_size_or_sections")
+    if amount is None and not is_chunk:
+        amount = node.kwargs.get("split_size")
+    dim = _arg(node, 2, "dim", 0)
+    source = node.args[0] if node.args else None
+    shape = _meta_shape(source)
+    if not _channel_dim_ok(node, dim, len(shape) if shape else 4):
+        raise _unsupported(node, f"torch.{what} along dim {dim} (only along channels, dim 1)")
+    if shape is None or len(shape) != 4:
+        raise _unsupported(node, f"torch.{what} of a tensor whose shape is unknown or not "
+                                 "N x C x H x W")
+    channels = shape[1]
+    if isinstance(amount, (list, tuple)):
+        sizes = [int(a) for a in amount]
+        if sum(sizes) != channels or min(sizes, default=0) < 0:
+            raise _unsupported(node, f"split sizes {sizes} do not add up to the {channels} "
+                                     "channels")
+    elif isinstance(amount, int) and amount > 0:
+        size = -(-channels // amount) if is_chunk else amount
+        sizes = [min(size, channels - s) for s in range(0, channels, size)]
+    else:
+        raise _unsupported(node, f"torch.{what} by {amount!r} (need a positive int or sizes)")
+    starts = np.cumsum([0] + sizes[:-1]).tolist()
+    return list(zip(starts, sizes))
+
+
+def _piece_op(node: fx.Node) -> _Op:
+    """`pieces[i]` of a chunk/split: a channel range of the split's input."""
+    split, index = node.args[0], node.args[1]
+    pieces = _split_pieces(split)
+    if not isinstance(index, int) or not -len(pieces) <= index < len(pieces):
+        raise _unsupported(node, f"index {index!r} into the {len(pieces)} pieces of "
+                                 f"'{split.name}'")
+    start, count = pieces[index]
+    return _Op("select", node.name, _tensor_inputs(split, 1), node,
+               attrs={"channels": tuple(range(start, start + count))})
+
+
+def _channel_view_op(node: fx.Node, how: str) -> _Op:
+    """A step of a channel shuffle: 4-D -> (N, g, C/g, H, W) split, swap of the two group
+    dims, merge back to 4-D. Checked against the shapes `_propagate_shapes` recorded."""
+    src = node.args[0] if node.args else None
+    ins, out = _meta_shape(src), _meta_shape(node)
+    if ins is None or out is None:
+        raise _unsupported(node, "tensor shapes unknown (shape propagation failed), cannot "
+                                 "check it is a channel shuffle")
+    ok = {
+        "split": len(ins) == 4 and len(out) == 5 and out[0] == ins[0]
+                 and out[1] * out[2] == ins[1] and out[3:] == ins[2:],
+        "swap": len(ins) == 5,
+        "merge": len(ins) == 5 and len(out) == 4 and out[0] == ins[0]
+                 and out[1] == ins[1] * ins[2] and out[2:] == ins[3:],
+    }[how]
+    if not ok:
+        raise _unsupported(node, f"{list(ins)} -> {list(out)} is not a permutation of "
+                                 "channels (a channel shuffle is view to (N, g, C/g, H, W), "
+                                 "transpose(1, 2), view/reshape/flatten(1, 2) back to "
+                                 "(N, C, H, W))")
+    return _Op("chview", node.name, [src.name], node,
+               attrs={"how": how, "in_shape": ins, "out_shape": out})
+
+
+def _transpose_op(node: fx.Node) -> _Op:
+    dims = (_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
+    ins = _meta_shape(node.args[0] if node.args else None)
+    nd = len(ins) if ins else 5
+    if nd != 5 or not all(isinstance(d, int) for d in dims) or \
+            sorted(d % nd for d in dims) != [1, 2]:
+        raise _unsupported(node, f"transpose{dims} of a {nd}-D tensor is not a permutation of "
+                                 "channels (only transpose(1, 2) of a channel-shuffle view)")
+    return _channel_view_op(node, "swap")
+
+
+def _view_op(node: fx.Node, m: str, shape: Any) -> _Op:
+    """view/reshape: (N, -1) is a flatten; 4-D <-> 5-D channel-group views are shuffles."""
+    if isinstance(shape, (tuple, list)) and len(shape) == 2:
+        return _Op("flatten", node.name, _tensor_inputs(node, 1), node,
+                   attrs={"reshape_to": shape[1]})
+    ins, out = _meta_shape(node.args[0] if node.args else None), _meta_shape(node)
+    if ins is not None and out is not None:
+        if ins == out:
+            return _Op("alias", node.name, _tensor_inputs(node, 1), node)
+        if len(ins) == 4 and len(out) == 5:
+            return _channel_view_op(node, "split")
+        if len(ins) == 5:
+            return _channel_view_op(node, "merge")
+    raise _unsupported(node, f"{m} to {shape!r} (only (N, -1) flattening and channel "
+                             "shuffles)")
 
 
 def _classify_function(node: fx.Node) -> _Op:
@@ -1020,6 +1196,16 @@ def _classify_function(node: fx.Node) -> _Op:
         return _mean_op(node)
     if fn is torch.flatten:
         return _flatten_op(node, _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1))
+    if fn in _CAT_FUNCS:
+        return _cat_op(node)
+    if fn in _SPLIT_TARGETS:
+        _split_pieces(node)  # checked here; its pieces are read by their getitem nodes
+        return _Op("meta", name, [], node)
+    if fn is operator.getitem and node.args and isinstance(node.args[0], fx.Node) \
+            and node.args[0].op != "call_module" and node.args[0].target in _SPLIT_TARGETS:
+        return _piece_op(node)
+    if fn is torch.transpose:
+        return _transpose_op(node)
     if fn in (F.dropout, F.dropout2d):
         return _Op("alias", name, _tensor_inputs(node, 1), node)
     if fn is F.pad:
@@ -1029,6 +1215,8 @@ def _classify_function(node: fx.Node) -> _Op:
         return _pad_op(node, _tensor_inputs(node, 1), _pad_from_torch(node, _arg(node, 1, "pad")))
     if fn in _SHAPE_FUNCS:
         return _Op("meta", name, [], node)
+    if fn in _SIZE_ARITHMETIC and not any(_meta_shape(a) for a in node.args):
+        return _Op("meta", name, [], node)  # c // g on sizes (channel shuffles)
     raise _unsupported(node)
 
 
@@ -1041,6 +1229,9 @@ def _mean_op(node: fx.Node) -> _Op:
 
 
 def _flatten_op(node: fx.Node, start: Any, end: Any) -> _Op:
+    ins = _meta_shape(node.args[0] if node.args else None)
+    if ins is not None and len(ins) == 5 and (start, end) in ((1, 2), (-4, -3)):
+        return _channel_view_op(node, "merge")
     if start != 1 or end not in (-1, 3):
         raise _unsupported(node, f"flatten({start}, {end}) (only start_dim=1, end_dim=-1)")
     return _Op("flatten", node.name, _tensor_inputs(node, 1), node)
@@ -1065,10 +1256,12 @@ def _classify_method(node: fx.Node) -> _Op:
         shape = node.args[1:] if len(node.args) > 2 else _arg(node, 1, "shape")
         if isinstance(shape, (tuple, list)) and len(shape) == 1:
             shape = shape[0]
-        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-            raise _unsupported(node, f"{m} to {shape!r} (only (N, -1) flattening)")
-        return _Op("flatten", name, _tensor_inputs(node, 1), node,
-                   attrs={"reshape_to": shape[1]})
+        return _view_op(node, m, shape)
+    if m in ("chunk", "split"):
+        _split_pieces(node)
+        return _Op("meta", name, [], node)
+    if m == "transpose":
+        return _transpose_op(node)
     if m in ("contiguous",):
         return _Op("alias", name, _tensor_inputs(node, 1), node)
     if m in ("size", "dim"):
@@ -1181,9 +1374,67 @@ def _refuse_bn(bn: _Op) -> None:
                                 "has no other user (it is folded into the conv)")
 
 
+def _fold_channel_views(ops: list[_Op], output: str) -> list[_Op]:
+    """Turn each view -> transpose(1, 2) -> view chain into one channel select.
+
+    A 5-D view is tracked as the index array (g, C/g) of its base tensor's channels; the
+    transpose swaps its axes, the merge back to 4-D flattens it in C order (what
+    `contiguous().view` does), giving the permutation. A 5-D view read by anything else is
+    refused.
+    """
+    views: dict[str, tuple[str, np.ndarray]] = {}
+    kept = []
+    for op in ops:
+        if op.kind == "chview":
+            how, src = op.attrs["how"], op.inputs[0]
+            if how == "split":
+                base, index = src, np.arange(op.attrs["in_shape"][1])
+                index = index.reshape(op.attrs["out_shape"][1:3])
+            elif src not in views:
+                raise _unsupported(op.node, "its 5-D operand is not a channel-group view")
+            else:
+                base, index = views[src]
+                index = index.T if how == "swap" else index.reshape(-1)
+            if how == "merge":
+                kept.append(_Op("select", op.name, [base], op.node,
+                                attrs={"channels": tuple(int(c) for c in index)}))
+            else:
+                views[op.name] = (base, index)
+            continue
+        for name in op.inputs:
+            if name in views:
+                raise _unsupported(op.node, f"reads the 5-D channel-group view '{name}'; only "
+                                            "channel shuffles (view, transpose(1, 2), view "
+                                            "back to N x C x H x W) are supported")
+        kept.append(op)
+    if output in views:
+        raise UnsupportedModelError(f"the model returns the 5-D view '{output}'")
+    return kept
+
+
+def _compose_selects(ops: list[_Op], output: str) -> list[_Op]:
+    """A select of a select reads the first one's input (indices composed); selects that
+    nobody reads any more are dropped (e.g. the shuffle before a chunk)."""
+    by_name = {op.name: op for op in ops}
+    for op in ops:  # topological order: the producer is already composed
+        src = by_name.get(op.inputs[0]) if op.inputs else None
+        if op.kind == "select" and src is not None and src.kind == "select":
+            inner = src.attrs["channels"]
+            op.attrs["channels"] = tuple(inner[c] for c in op.attrs["channels"])
+            op.inputs = [src.inputs[0]]
+    while True:
+        users = _users(ops)
+        dead = [op for op in ops if op.kind == "select" and op.name != output
+                and not users.get(op.name)]
+        if not dead:
+            return ops
+        ops = [op for op in ops if op not in dead]
+
+
 def _simplify(ops: list[_Op], output: str) -> tuple[list[_Op], str]:
     ops, output = _drop_aliases(ops, output)
     ops = [op for op in ops if op.kind != "meta"]
+    ops = _compose_selects(_fold_channel_views(ops, output), output)
     ops, output = _fold_pads(ops, output)
     ops, output = _fold_into_producer(
         ops, output, "bn", lambda p, _: p.kind == "conv" and "bn" not in p.attrs,
@@ -1333,6 +1584,29 @@ def _build_ops(ops: list[_Op], output: str, in_shape: tuple[int, ...],
             new = FqLeakyRelu(op.name, op.inputs, ins[0], op.attrs["slope_shift"])
         elif op.kind == "clamp":
             new = FqClamp(op.name, op.inputs, ins[0], op.attrs["min"], op.attrs["max"])
+        elif op.kind == "select":
+            channels = op.attrs["channels"]
+            if len(ins[0]) != 3 or max(channels) >= ins[0][0]:
+                raise _shape_error(op, f"channels {min(channels)}..{max(channels)} of a "
+                                       f"{ins[0]} tensor")
+            new = FqSelect(op.name, op.inputs, (len(channels),) + ins[0][1:], channels)
+        elif op.kind == "cat":
+            if any(len(s) != 3 or s[1:] != ins[0][1:] for s in ins):
+                raise _shape_error(op, f"torch.cat along channels of shapes {ins} (need "
+                                       "C x H x W with equal H x W)")
+            if len(ins) == 1:
+                _rename_input(ops, op.name, op.inputs[0])
+                continue
+            # n operands: a chain of binary concats, the last one keeps the fx name
+            acc, acc_shape = op.inputs[0], ins[0]
+            for i, (src, shape) in enumerate(zip(op.inputs[1:], ins[1:])):
+                last = i == len(ins) - 2
+                name = op.name if last else f"{op.name}_{i}"
+                new = FqConcat(name, (acc, src), (acc_shape[0] + shape[0],) + shape[1:])
+                shapes[name] = new.shape
+                if not last:
+                    fq.append(new)
+                acc, acc_shape = name, new.shape
         elif op.kind == "pool":
             if len(ins[0]) != 3:
                 raise _shape_error(op, f"global average pool needs C x H x W, got {ins[0]}")
@@ -1385,6 +1659,27 @@ def _rename_input(ops: list[_Op], old: str, new: str) -> None:
         o.inputs = [new if n == old else n for n in o.inputs]
 
 
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the traced model once and records each tensor node's shape in its meta."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta[_SHAPE_META] = tuple(int(d) for d in result.shape)
+        return result
+
+
+def _propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
+    """Record every node's shape (one float example through the traced model): channel
+    shuffles and chunks are recognised from shapes, which their symbolic size() arguments
+    hide. Best effort: a model that fails here gets its shape error from the checks later."""
+    try:
+        with torch.no_grad():
+            _ShapeRecorder(gm).run(example[:1].float())
+    except Exception:  # noqa: BLE001 - the per-op checks report the problem
+        pass
+
+
 def build_fake_quant(model: nn.Module, example: torch.Tensor,
                      options: QuantOptions | None = None) -> Po2FakeQuantModel:
     """Trace `model`, fold BN, fuse activations; the result is uncalibrated (float mode)."""
@@ -1395,6 +1690,7 @@ def build_fake_quant(model: nn.Module, example: torch.Tensor,
     model.eval()
     try:
         gm = fx.symbolic_trace(model)
+        _propagate_shapes(gm, example)  # in eval: BatchNorm statistics stay untouched
     finally:
         model.train(was_training)
     ops, output = _classify(gm)
@@ -1423,7 +1719,7 @@ def calibrate(fq: Po2FakeQuantModel, calib: torch.Tensor, batch_size: int = 256)
         op.in_fmts = tuple(by_name[n].fmt for n in op.inputs)
         if isinstance(op, FqInput):
             signed = op.signed_option if op.signed_option is not None else op.obs_lo < 0
-        elif isinstance(op, (FqFlatten, FqMaxPool2d)):
+        elif isinstance(op, (FqFlatten, FqMaxPool2d, FqSelect)):
             op.fmt = op.in_fmts[0]  # the format is unchanged
             continue
         else:
@@ -1473,6 +1769,10 @@ def export_graph(fq: Po2FakeQuantModel) -> list[Layer]:
         elif isinstance(op, FqClamp):
             lo, hi = op.int_bounds()
             graph.append(Clamp(**common, lo=lo, hi=hi))
+        elif isinstance(op, FqConcat):
+            graph.append(Concat(**common))
+        elif isinstance(op, FqSelect):
+            graph.append(SelectChannels(**common, channels=op.channels))
         elif isinstance(op, FqLinear):
             w_int, wf, b_int = op.quantized_params()
             in_fmt = op.in_fmts[0]
@@ -1570,6 +1870,11 @@ def run_graph_int(graph: Sequence[Layer], x_int: np.ndarray) -> np.ndarray:
         elif isinstance(layer, Clamp):
             y = semantics.clamp(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac,
                                 layer.lo, layer.hi)
+        elif isinstance(layer, Concat):
+            y = np.concatenate([requantize(a, fmts[n].frac - layer.fmt.frac, layer.fmt)
+                                for a, n in zip(args, layer.inputs)], axis=1)
+        elif isinstance(layer, SelectChannels):
+            y = args[0][:, list(layer.channels)]
         elif isinstance(layer, NpuLinear):
             y = args[0] @ layer.weight.T + layer.bias[None, :]
         else:  # pragma: no cover

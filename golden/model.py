@@ -123,6 +123,11 @@ def leaky(x: np.ndarray, op: po2.LeakyReluOp) -> np.ndarray:
 
 def hardtanh(x: np.ndarray, op: po2.ClampOp) -> np.ndarray:
     return clamp(x, _fmt(op.input).frac - _fmt(op.output).frac, op.lo, op.hi)
+def concat(a: np.ndarray, b: np.ndarray, op: po2.ConcatOp) -> np.ndarray:
+    """Each operand requantised into the result format, then joined along channels."""
+    out = _fmt(op.output)
+    return np.concatenate([requantize(a, _fmt(op.lhs).frac - out.frac, out),
+                           requantize(b, _fmt(op.rhs).frac - out.frac, out)], axis=1)
 
 
 def npu_linear(x: np.ndarray, op: po2.NpuLinearOp, weights=None, bias=None) -> np.ndarray:
@@ -187,6 +192,10 @@ def check_int64(module: ModuleOp | FuncOp, npu_weights=None, npu_bias=None) -> N
                 total = (_act_bound(op.lhs, where) * 2.0 ** (common - fa)
                          + _act_bound(op.rhs, where) * 2.0 ** (common - fb))
                 worst = _shifted_bound(total, common - fo)
+            case po2.ConcatOp():
+                fo = _fmt(op.output).frac
+                worst = max(_shifted_bound(_act_bound(v, where), _fmt(v).frac - fo)
+                            for v in (op.lhs, op.rhs))
             case po2.RequantOp():
                 worst = _shifted_bound(_act_bound(op.input, where),
                                        _fmt(op.input).frac - _fmt(op.output).frac)
@@ -264,6 +273,10 @@ def run_int(
                 out = leaky(args[0], op)
             case po2.ClampOp():
                 out = hardtanh(args[0], op)
+            case po2.ConcatOp():
+                out = concat(args[0], args[1], op)
+            case po2.SelectChannelsOp():
+                out = args[0][:, list(op.channels)]
             case po2.NpuLinearOp():
                 out = npu_linear(args[0], op, npu_weights, npu_bias)
             case ReturnOp():

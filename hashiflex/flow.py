@@ -151,8 +151,9 @@ def lower_and_emit(
         return ModelError(f"po2-to-hw: {str(error).strip().splitlines()[0]}")
 
     # The layers that become modules, for the progress count: every kind the lowering
-    # table knows but flatten, which is only wiring.
-    layer_kinds = tuple(kind for kind in LOWERINGS if kind is not po2.FlattenOp)
+    # table knows but flatten and select_channels, which are only wiring.
+    layer_kinds = tuple(kind for kind in LOWERINGS
+                        if kind not in (po2.FlattenOp, po2.SelectChannelsOp))
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
         net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,

@@ -217,6 +217,21 @@ class Po2Functions(InterpreterFunctions):
         x = args[0]
         return (x.reshape(x.shape[0], -1),)
 
+    @impl(po2.ConcatOp)
+    def run_concat(self, interpreter: Interpreter, op: po2.ConcatOp, args: PythonValues):
+        y_t = op.output.type
+        assert isinstance(y_t, po2.ActType)
+        parts = []
+        for x, v in zip(args, (op.lhs, op.rhs)):
+            assert isinstance(v.type, po2.ActType)
+            parts.append(requantize(x, v.type.fmt.frac - y_t.fmt.frac, y_t.fmt, "none"))
+        return (_check_act(op, np.concatenate(parts, axis=1)),)
+
+    @impl(po2.SelectChannelsOp)
+    def run_select_channels(self, interpreter: Interpreter, op: po2.SelectChannelsOp,
+                            args: PythonValues):
+        return (args[0][:, list(op.channels)],)
+
     @impl(po2.NpuLinearOp)
     def run_npu_linear(self, interpreter: Interpreter, op: po2.NpuLinearOp, args: PythonValues):
         weights = op.weight_matrix

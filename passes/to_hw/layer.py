@@ -11,7 +11,7 @@ is registered: `out_valid` is high for exactly one enabled cycle per output pixe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from xdsl.dialects import hw, seq
@@ -132,6 +132,9 @@ class LayerHw:
     latency: int  # cycles from the completing input handshake to out_valid
     report: dict | None
     timing: StreamTiming
+    # wiring layers (module None): how the top derives the output data from the input's
+    # (None: the same bits, as po2.flatten)
+    wire: Callable[[HwBuilder, SSAValue], SSAValue] | None = None
 
 
 def finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSAValue,

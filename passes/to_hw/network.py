@@ -24,7 +24,8 @@ from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
-from hashiflex.passes.to_hw import activation, conv, npu, pool, pool2d, requant, residual
+from hashiflex.passes.to_hw import (activation, channels, conv, npu, pool, pool2d, requant,
+                                    residual)
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type, sv_name
 from hashiflex.passes.to_hw.rates import RateError, stream_rates
 from hashiflex.passes.to_hw.timing import StreamTiming
@@ -55,6 +56,8 @@ LOWERINGS: dict[type[Operation], Lowering] = {
     po2.AvgPool2dOp: pool2d.lower,
     po2.LeakyReluOp: activation.lower,
     po2.ClampOp: activation.lower,
+    po2.ConcatOp: channels.lower_concat,
+    po2.SelectChannelsOp: channels.lower_select,
     po2.NpuLinearOp: npu.lower,
 }
 
@@ -116,7 +119,8 @@ class NetworkLowering:
         lname = layer_name(op)
         if isinstance(op, po2.NpuLinearOp) and self.npu is not None:
             raise LoweringError(f"layer '{lname}': only one po2.npu_linear is supported")
-        name = "" if isinstance(lowered, po2.FlattenOp) else self.unique(lname)
+        wiring = isinstance(lowered, (po2.FlattenOp, po2.SelectChannelsOp))
+        name = "" if wiring else self.unique(lname)
         layer = lower_layer(lowered, name, self.options)
         self.streams[op.results[0]] = layer.timing
         module = layer.module
@@ -127,6 +131,7 @@ class NetworkLowering:
             layer.latency,
             tuple(op.operands),
             op.results[0],
+            layer.wire,
         ))
         if isinstance(op, po2.NpuLinearOp):
             self.npu = (op, layer.latency)

@@ -16,7 +16,8 @@ Lanes per layer:
   p/(sh*sw) output pixels per cycle while the lanes are p/sw; a row buffer that would bring
   the lanes down to p/(sh*sw) is not built yet. At p = 1 a conv is today's (one output every
   sh*sw accepted pixels at most);
-- requant and residual add: their input's lanes (both operands of an add must agree);
+- requant, residual add, concat and select_channels: their input's lanes (both operands of
+  an add or concat must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
 
 Cycles per image = beats of the input = H * ceil(W/P): no layer produces more than one
@@ -123,10 +124,10 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
                                 f"{sw} along the width is not supported yet (needs a multiple "
                                 f"of the stride)")
             q_out = q_in // sw if q_in > 1 else 1
-        elif isinstance(op, po2.ResidualAddOp):
+        elif isinstance(op, (po2.ResidualAddOp, po2.ConcatOp)):
             q_b = lanes.get(op.rhs, 1)
             if q_b != q_in:
-                raise RateError(f"layer '{lname}': the operands of the residual add arrive "
+                raise RateError(f"layer '{lname}': the operands of the {op.name} arrive "
                                 f"with {q_in} and {q_b} pixels per cycle; not supported yet")
             q_out = q_in
         elif isinstance(op, (po2.MaxPool2dOp, po2.AvgPool2dOp)):

@@ -11,7 +11,7 @@ layer takes two streams, is read from the port names (`we`, `a_valid`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.dialects import hw, seq
@@ -34,6 +34,7 @@ class TopLayer:
     latency: int
     inputs: tuple[SSAValue, ...]  # the func values its streams come from
     output: SSAValue
+    wire: Callable[[HwBuilder, SSAValue], SSAValue] | None = None  # wiring: data -> data
 
     def ports(self, direction: hw.Direction) -> list[tuple[str, Attribute]]:
         assert self.module_type is not None
@@ -98,8 +99,9 @@ def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SS
     gated: list[hw.InstanceOp] = []
     npu_inst = None
     for layer in layers:
-        if layer.symbol is None:  # flatten: wiring
-            streams[layer.output] = streams[layer.inputs[0]]
+        if layer.symbol is None:  # flatten, select_channels: wiring
+            valid, data = streams[layer.inputs[0]]
+            streams[layer.output] = (valid, data if layer.wire is None else layer.wire(hb, data))
             continue
         out_types = layer.ports(hw.Direction.OUTPUT)
         if layer is npu:

@@ -335,6 +335,43 @@ def wide_classifier() -> nn.Module:
     return _init(WideClassifier(), 11, (1, 4, 4))
 
 
+# -- 12. concatenation of unequal-latency branches, split, chunk, channel shuffle ---------------
+
+
+class CatShuffle(nn.Module):
+    """3x9x11: a = ReLU(BN(Conv3x3 3->6)); b = ReLU(Conv1x1(ReLU(Conv3x3 6->6 of a))) 6->5;
+    cat(a, b, Conv1x1(x) 3->3) -> 14 ch (three branches of different latency); channel
+    shuffle g=2 (view, transpose(1, 2), contiguous, view); split [5, 9]; cat(ReLU(Conv1x1
+    9->5), first piece) -> 10; chunk(2) -> 5 + 5; residual add of one chunk and a depthwise
+    conv of the other; mean((2, 3)); Linear(5 -> 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 3, 1, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(6)
+        self.c2 = nn.Conv2d(6, 6, 3, 1, 1)
+        self.c3 = nn.Conv2d(6, 5, 1)
+        self.skip = nn.Conv2d(3, 3, 1)
+        self.c4 = nn.Conv2d(9, 5, 1)
+        self.dw = nn.Conv2d(5, 5, 3, 1, 1, groups=5)
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x):
+        a = F.relu(self.b1(self.c1(x)))
+        b = F.relu(self.c3(F.relu(self.c2(a))))
+        y = torch.cat([a, b, self.skip(x)], dim=1)
+        n, c, h, w = y.size()
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        p, q = torch.split(y, [5, 9], dim=1)
+        z = torch.cat((F.relu(self.c4(q)), p), 1)
+        z1, z2 = z.chunk(2, dim=1)
+        return self.fc((z1 + self.dw(z2)).mean((2, 3)))
+
+
+def cat_shuffle() -> nn.Module:
+    return _init(CatShuffle(), 12, (3, 9, 11))
+
+
 # name -> (factory, calibration kind, what it covers)
 ZOO: dict[str, tuple] = {
     "k5_asym_pad": (k5_asym_pad, "unsigned",
@@ -367,10 +404,13 @@ ZOO: dict[str, tuple] = {
     "wide_classifier": (wide_classifier, "unsigned",
                         "40 features x 12 classes on a 4x4 image: the NPU needs more lanes "
                         "than one pixel's worth (with --npu-lanes 1 it stalls the pipeline)"),
+    "cat_shuffle": (cat_shuffle, "unsigned",
+                    "torch.cat of three branches of unequal latency (FIFOs), channel shuffle "
+                    "g=2, split [5, 9], chunk(2), residual of two chunks, 3x9x11"),
 }
 
 # the default (fast) tier: the most diverse ones
-DEFAULT = ["dw_residual", "k5_asym_pad", "separable_1d", "stride2_valid"]
+DEFAULT = ["dw_residual", "k5_asym_pad", "separable_1d", "stride2_valid", "cat_shuffle"]
 
 
 def calibration(name: str, n: int = 64, seed: int = 0) -> np.ndarray:
