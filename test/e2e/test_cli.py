@@ -529,3 +529,68 @@ def test_sensitivity_unknown_option(tmp_path, capsys, digits_files):
     err = capsys.readouterr().err
     assert exit_info.value.code != 0 and "unrecognized arguments: --bogus" in err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# The checkpoint round trip (issue 8): train -> compile CKPT.pt -> simulate (RTL)
+# ---------------------------------------------------------------------------
+
+
+def _hashiflex_loud(capsys, *argv: object) -> tuple[int, str, str]:
+    """`hashiflex ARGV` in-process with its progress output: (exit code, stdout, stderr)."""
+    from hashiflex.tools import hashiflex_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        hashiflex_cli.main([*map(str, argv)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("run", [
+    "golden",  # the fast tier: the golden model on the compiled design's po2 IR
+    pytest.param("rtl", marks=pytest.mark.slow),  # Verilator: ~50 s on the shared machine
+])
+def test_train_compile_simulate_round_trip_is_bit_exact(tmp_path, capsys, run):
+    """The RTL of `compile CKPT.pt` classifies the validation split exactly as the golden
+    model does, with the accuracy `train` printed (small_net on 8x8 digits, 1 epoch)."""
+    import re
+
+    from sklearn.datasets import load_digits
+
+    from hashiflex import train
+
+    digits = load_digits()
+    x = (digits.images[:240] / 16.0).astype(np.float32)[:, None]
+    y = digits.target[:240].astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    ckpt, design = tmp_path / "net.pt", tmp_path / "design"
+    code, out, err = _hashiflex_loud(
+        capsys, "train", "small_net", "--data", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+        "--out", ckpt, "--epochs", 1, "--lr", 1e-3, "--val-fraction", 0.25)
+    assert code == 0, err
+    printed = re.search(r"-> Po2 ([0-9.]+) % on (\d+) validation images", out + err)
+    assert printed, out + err
+    _, val = train.split(len(x), 0.25, 0)
+    assert int(printed.group(2)) == len(val)
+    np.save(tmp_path / "x_val.npy", x[val])
+
+    code, err = cli(capsys, "compile", ckpt, "--out", design)
+    assert code == 0, err
+    code, err = cli(capsys, "golden", design / "model.po2.mlir", "--inputs",
+                    tmp_path / "x_val.npy", "--out", tmp_path / "golden.npz")
+    assert code == 0, err
+    golden = np.load(tmp_path / "golden.npz")
+    if run == "rtl":
+        code, out, err = _hashiflex_loud(
+            capsys, "simulate", design, "--inputs", tmp_path / "x_val.npy", "--out",
+            tmp_path / "sim.npz", "--check")
+        assert code == 0, out + err
+        assert f"{len(val)} equal, 0 differ" in out  # logits and class of every image
+        rtl = np.load(tmp_path / "sim.npz")
+        assert np.array_equal(rtl["logits"], golden["logits"])
+        assert np.array_equal(rtl["classes"], golden["classes"])
+    accuracy = float((golden["classes"] == y[val]).mean()) * 100
+    assert accuracy == train.read_checkpoint(ckpt)["accuracy"]["po2"]
+    assert f"{accuracy:.2f}" == printed.group(1)
