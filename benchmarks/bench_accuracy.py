@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--sensitivity", default="tiny_cnn",
                         help="models to run `hashiflex sensitivity` on ('' for none)")
+    parser.add_argument("--sensitivity-qat-epochs", type=int, default=2,
+                        help="QAT epochs per sensitivity point (0: PTQ only)")
     parser.add_argument("--docs-only", action="store_true",
                         help="only regenerate docs/accuracy.md from the JSON")
     args = parser.parse_args()
@@ -59,16 +61,20 @@ def main() -> None:
 
     x_train, y_train, x_test, y_test = load_digits_split(16)
     calib = x_train[:256]
-    rows, sens = [], {}
+    rows, sens, runs_date = [], {}, time.strftime("%Y-%m-%d %H:%M:%S")
+    models = [n for n in args.models.split(",") if n]
+    if not models:  # only the sensitivity: keep the accuracy runs of the last full run
+        previous = json.loads((RESULTS / "accuracy.json").read_text())
+        rows, runs_date = previous["runs"], previous.get("runs_date", previous["date"])
+        print(f"keeping the accuracy runs of {previous['date']}")
     for name in [n for n in args.sensitivity.split(",") if n]:
         out = RESULTS / f"sensitivity_{name}"
-        result = sensitivity.sensitivity(name, x_train.numpy(), y_train.numpy(), out,
-                                         progress=Progress(enabled=True))
-        sens[name] = dict(directory=str(out.relative_to(RESULTS.parent.parent)),
-                          float=result["float"], val_images=result["val_images"],
-                          options=result["options"], seconds=result["seconds"],
-                          axes=result["axes"])
-    for name in args.models.split(","):
+        sensitivity.sensitivity(name, x_train.numpy(), y_train.numpy(), out,
+                                qat_epochs=args.sensitivity_qat_epochs, lr=args.lr,
+                                progress=Progress(enabled=True))
+        sens[name] = str(out.relative_to(RESULTS.parent.parent))
+    path = write_results("accuracy", {"runs": rows, "runs_date": runs_date, "sensitivity": sens})
+    for name in models:
         model = load_example(name)
         with torch.no_grad():
             fp32 = float((model(x_test).argmax(1) == y_test).float().mean()) * 100
@@ -90,7 +96,7 @@ def main() -> None:
         print(f"{name}: float {fp32:.2f}  PTQ nearest {row['ptq_nearest']:.2f}  "
               f"PTQ adaround {row['ptq_adaround']:.2f} ({row['ptq_adaround_seconds']:.0f} s)  "
               f"QAT {row['qat']:.2f} (train {row['train_seconds']:.0f} s)", flush=True)
-        path = write_results("accuracy", {"runs": rows, "sensitivity": sens})  # after each model
+        path = write_results("accuracy", {"runs": rows, "runs_date": runs_date, "sensitivity": sens})  # after each model
     write_docs(json.loads(path.read_text()))
 
 
@@ -105,7 +111,7 @@ def render(results: dict) -> str:
         "## Post-training rounding and `hashiflex train` (issue 8)",
         "",
         f"Written by `python benchmarks/bench_accuracy.py` (benchmarks/results/accuracy.json, "
-        f"{results['date']}; wall seconds on the shared 2-core machine, torch 1 thread; do not "
+        f"accuracy runs {results.get('runs_date', results['date'])}; wall seconds on the shared 2-core machine, torch 1 thread; do not "
         "edit by hand: `--docs-only` regenerates it). Same data and test split as above; PTQ "
         "calibrates on the first 256 training images (no labels); `train` gets the 1437 "
         "training images, holds out 20 % for its validation (best epoch), runs QAT from the "
@@ -131,31 +137,39 @@ def render(results: dict) -> str:
             f"{r['train_seconds']:.0f} s ({r['qat_epochs']}, {r['qat_lr']:g}) |")
     lines += ["", "Gap = FP32 minus the quantised accuracy, in points (negative: the Po2 model "
               "scores higher on the 360 test images)."]
-    for name, s in results.get("sensitivity", {}).items():
+    for name, directory in results.get("sensitivity", {}).items():
+        s = json.loads((RESULTS.parent.parent / directory / "sensitivity.json").read_text())
+        s["directory"] = directory
         axes = s["axes"]
+        qat = s.get("qat")
+        qat_head = (" | QAT accuracy", "|---") if qat else ("", "")
+        acc = lambda row: _pct(row["ptq"]) + (f" | {_pct(row['qat'])}" if qat else "")
         lines += [
             "", f"### Sensitivity of {name} (`hashiflex sensitivity`)", "",
             f"`hashiflex sensitivity {name}` on the 1437 training images (default grids, "
-            f"{s['options']['ptq']} PTQ; {s['val_images']} held-out images, float "
+            f"{s['options']['ptq']} PTQ"
+            + (f", then QAT of every point for {qat['epochs']} epochs (lr {qat['lr']:g}, "
+               "`--qat-epochs`)" if qat else "")
+            + f"; {s['val_images']} held-out images, float "
             f"{_pct(s['float'])}; {s['seconds']:.0f} s). Accuracy with the integer executor; "
             "adders = adder-tree adders of the conv layers before po2-cse (nonzero Po2 "
             "weights + nonzero bias - 1 per output channel), saved against the unpruned point. "
             f"Plots: [{s['directory']}/prune.png](../{s['directory']}/prune.png), "
             f"[{s['directory']}/formats.png](../{s['directory']}/formats.png).",
             "",
-            "| axis | value | PTQ accuracy | adders | adders saved |",
-            "|---|---|---|---|---|",
+            f"| axis | value | PTQ accuracy{qat_head[0]} | adders | adders saved |",
+            f"|---|---|---{qat_head[1]}|---|---|",
         ]
         for row in axes["prune"]:
-            lines.append(f"| --prune (all conv layers) | {row['prune']:g} | {_pct(row['ptq'])} | "
+            lines.append(f"| --prune (all conv layers) | {row['prune']:g} | {acc(row)} | "
                          f"{row['adders']:,} | {row['adders_saved']:,} |")
         for row in axes.get("prune_layer", []):
             if row["prune"] > 0:
                 lines.append(f"| prune {row['layer']} only | {row['prune']:g} | "
-                             f"{_pct(row['ptq'])} | {row['adders']:,} | {row['adders_saved']:,} |")
+                             f"{acc(row)} | {row['adders']:,} | {row['adders_saved']:,} |")
         for axis in ("exp_bits", "act_bits"):
             for row in axes[axis]:
-                lines.append(f"| --{axis.replace('_', '-')} | {row[axis]} | {_pct(row['ptq'])} | "
+                lines.append(f"| --{axis.replace('_', '-')} | {row[axis]} | {acc(row)} | "
                              f"{row['adders']:,} | {row['adders_saved']:,} |")
         lines += ["", f"![{name} accuracy vs pruning](../{s['directory']}/prune.png)",
                   f"![{name} accuracy vs formats](../{s['directory']}/formats.png)"]

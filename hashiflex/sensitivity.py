@@ -231,19 +231,18 @@ def write_plots(result: dict, directory: Path) -> list[Path]:
     written = []
 
     fig, (acc_ax, add_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    rows = axes["prune"]
-    for method in methods:
-        acc_ax.plot([r["prune"] for r in rows], [r[method] for r in rows], "o-", lw=2,
-                    label=f"all layers ({method.upper()})")
-    add_ax.plot([r["prune"] for r in rows], [r["adders_saved"] for r in rows], "o-", lw=2,
-                label="all layers")
-    for name in result["conv_layers"] if "prune_layer" in axes else []:
-        rows = [r for r in axes["prune_layer"] if r["layer"] == name]
+    styles = {"ptq": "--", "qat": "-"}  # one colour per series, PTQ dashed, QAT solid
+    series = [("all layers", axes["prune"], 2)] + [
+        (f"{name} only", [r for r in axes["prune_layer"] if r["layer"] == name], 1)
+        for name in (result["conv_layers"] if "prune_layer" in axes else [])]
+    for i, (label, rows, width) in enumerate(series):
+        colour = f"C{i}"
+        fractions = [r["prune"] for r in rows]
         for method in methods:
-            acc_ax.plot([r["prune"] for r in rows], [r[method] for r in rows], ".--", lw=1,
-                        label=f"{name} only ({method.upper()})")
-        add_ax.plot([r["prune"] for r in rows], [r["adders_saved"] for r in rows], ".--",
-                    lw=1, label=f"{name} only")
+            acc_ax.plot(fractions, [r[method] for r in rows], styles[method], marker="o",
+                        ms=3 + width, lw=width, color=colour, label=f"{label} ({method.upper()})")
+        add_ax.plot(fractions, [r["adders_saved"] for r in rows], "-", marker="o", ms=3 + width,
+                    lw=width, color=colour, label=label)
     acc_ax.axhline(result["float"], color="grey", lw=0.8, ls=":", label="float")
     acc_ax.set(xlabel="fraction of conv weights pruned", ylabel="accuracy (%)",
                title=f"{result['name']}: accuracy vs pruning")
