@@ -594,3 +594,20 @@ def test_train_compile_simulate_round_trip_is_bit_exact(tmp_path, capsys, run):
     accuracy = float((golden["classes"] == y[val]).mean()) * 100
     assert accuracy == train.read_checkpoint(ckpt)["accuracy"]["po2"]
     assert f"{accuracy:.2f}" == printed.group(1)
+
+
+@pytest.mark.slow  # ~25 s on the shared machine; the fast tier covers the PTQ points
+def test_sensitivity_with_qat(tmp_path, capsys, digits_files):
+    """--qat-epochs adds a QAT accuracy beside every point, also for a pruned one."""
+    out = tmp_path / "sens"
+    code, err = cli(capsys, "sensitivity", "tiny_cnn", "--data", digits_files["x"],
+                    "--labels", digits_files["y"], "--out", out, "--prune-grid", "0,0.5",
+                    "--exp-bits-grid", "3", "--act-bits-grid", "8", "--no-per-layer",
+                    "--ptq", "nearest", "--qat-epochs", 1)
+    assert code == 0, err
+    result = json.loads((out / "sensitivity.json").read_text())
+    assert result["qat"]["epochs"] == 1 and "prune_layer" not in result["axes"]
+    for row in result["axes"]["prune"]:
+        # QAT keeps the best of the PTQ start (epoch 0) and its epoch
+        assert 0 <= row["ptq"] <= row["qat"] <= 100
+    assert (out / "prune.png").is_file() and (out / "formats.png").is_file()
