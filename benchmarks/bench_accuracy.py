@@ -143,7 +143,8 @@ def render(results: dict) -> str:
         axes = s["axes"]
         qat = s.get("qat")
         qat_head = (" | QAT accuracy", "|---") if qat else ("", "")
-        acc = lambda row: _pct(row["ptq"]) + (f" | {_pct(row['qat'])}" if qat else "")
+        acc = lambda row: _pct(row["ptq"]) + (
+            f" | {_pct(row['qat'])} ({row['qat_adders']:,} adders)" if qat else "")
         lines += [
             "", f"### Sensitivity of {name} (`hashiflex sensitivity`)", "",
             f"`hashiflex sensitivity {name}` on the 1437 training images (default grids, "
@@ -153,7 +154,8 @@ def render(results: dict) -> str:
             + f"; {s['val_images']} held-out images, float "
             f"{_pct(s['float'])}; {s['seconds']:.0f} s). Accuracy with the integer executor; "
             "adders = adder-tree adders of the conv layers before po2-cse (nonzero Po2 "
-            "weights + nonzero bias - 1 per output channel), saved against the unpruned point. "
+            "weights + nonzero bias - 1 per output channel) of the PTQ graph, saved against the "
+            "unpruned point (QAT: its own graph's count beside its accuracy). "
             f"Plots: [{s['directory']}/prune.png](../{s['directory']}/prune.png), "
             f"[{s['directory']}/formats.png](../{s['directory']}/formats.png).",
             "",

@@ -24,7 +24,7 @@ graph: the adder-tree inputs) and ``adders`` = sum over conv output channels of
 (nonzero weights + nonzero bias - 1), the adder-tree adders of one output pixel before
 po2-cse shares subexpressions (what `compile --no-cse` builds at 1 pixel/cycle; the NPU
 classifier is a MAC, not counted). ``adders_saved`` is against the unpruned point of the same
-formats.
+formats (PTQ graphs); with QAT, ``qat_adders`` counts the fine-tuned graph.
 """
 
 from __future__ import annotations
@@ -180,6 +180,8 @@ def sensitivity(spec: str, data, labels, out, *, prune_grid=PRUNE_GRID,
             _, row["qat"] = train.qat(model, quantized, x_t, y_t, epochs=qat_epochs, lr=lr,
                                       batch_size=batch_size, seed=seed,
                                       evaluate=lambda q: train.int_accuracy(q, x_v, y_v))
+            # fine-tuning moves weights across the zero level: the QAT graph's own count
+            row["qat_nonzero_weights"], row["qat_adders"] = conv_adders(quantized.graph)
         row["seconds"] = time.perf_counter() - t0
         measured[point] = row
         what = ", ".join(f"{k} {v}" for k, v in dict(point.options).items() if v != base[k])
