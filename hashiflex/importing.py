@@ -44,14 +44,12 @@ def import_model(
     from xdsl.utils.exceptions import DiagnosticException
 
     from hashiflex import train
-    from hashiflex.frontend.ptq import PTQ_METHODS
 
     given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits,
                  ptq=ptq)
-    options = quant.QuantOptions(**{key: value for key, value in given.items() if value is not None})
-    check_quant_options(options.act_bits, options.exp_bits, options.prune, options.weight_bits)
-    if options.ptq not in PTQ_METHODS:
-        raise InputError(f"--ptq must be one of {', '.join(PTQ_METHODS)}, got '{options.ptq}'")
+    options = quant.QuantOptions(**train.resolve_options(
+        act_bits=act_bits, exp_bits=exp_bits, prune=prune, npu_weight_bits=npu_weight_bits,
+        ptq=ptq))
     if train.is_checkpoint_spec(spec):
         with progress.step(f"loading the checkpoint {spec}"):
             name, quantized, record = train.load_checkpoint(spec)

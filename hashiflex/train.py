@@ -83,6 +83,47 @@ def check_labels(labels: np.ndarray, count: int, classes: int | None) -> np.ndar
     return labels.astype(np.int64)
 
 
+def resolve_options(*, act_bits=None, exp_bits=None, prune=None, npu_weight_bits=None,
+                    ptq=None) -> dict:
+    """The quantisation options as QuantOptions keywords, None taking QuantOptions' default
+    (the one place defaults live), checked in range (one-line errors)."""
+    from hashiflex import api
+    from hashiflex.frontend import quant
+    from hashiflex.frontend.ptq import PTQ_METHODS
+
+    given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits,
+                 ptq=ptq)
+    defaults = quant.QuantOptions(**{k: v for k, v in given.items() if v is not None})
+    api.check_quant_options(defaults.act_bits, defaults.exp_bits, defaults.prune,
+                            defaults.weight_bits)
+    if defaults.ptq not in PTQ_METHODS:
+        raise InputError(f"--ptq must be one of {', '.join(PTQ_METHODS)}, got '{defaults.ptq}'")
+    return dict(act_bits=defaults.act_bits, exp_bits=defaults.exp_bits, prune=defaults.prune,
+                weight_bits=defaults.weight_bits, ptq=defaults.ptq)
+
+
+def check_training_options(epochs: int, lr: float, batch_size: int) -> None:
+    if epochs < 0 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)):
+        raise InputError("--epochs must be >= 0, --batch-size >= 1 and --lr a positive number")
+
+
+def load_labelled_data(spec: str, data, labels, input_shape=None):
+    """(LoadedModel, images float32 NxCxHxW, labels int64 N) of a float SPEC and labelled data
+    (paths or arrays), checked: finite images of the model's shape, one whole-number label per
+    image naming an output, at least two classes (one-line InputErrors, nothing written)."""
+    from hashiflex import api
+
+    if is_checkpoint_spec(spec):
+        raise InputError(f"'{spec}' is already a Po2 checkpoint; give its source SPEC")
+    loaded = api.load_model(spec, api.parse_shape(input_shape))
+    images = api.load_images(data, "data", loaded.input_shape) if not isinstance(data, np.ndarray) \
+        else api.check_images(data, "data", loaded.input_shape)
+    if not np.isfinite(images).all():
+        raise InputError(f"data '{data}' holds NaN or infinite values")
+    raw_labels = api.load_npy(labels, "labels") if not isinstance(labels, np.ndarray) else labels
+    return loaded, images, check_labels(raw_labels, len(images), _model_classes(loaded.module))
+
+
 def split(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices) of a seeded permutation."""
     if not 0.0 < val_fraction < 1.0:
@@ -187,34 +228,20 @@ def train(spec: str, data, labels, out, *, epochs: int = 10, lr: float = 1e-4,
     from hashiflex import api
     from hashiflex.frontend import quant
 
-    # A quantisation option left at None takes its default from QuantOptions (one place).
-    given = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune, weight_bits=npu_weight_bits,
-                 ptq=ptq)
-    defaults = quant.QuantOptions(**{k: v for k, v in given.items() if v is not None})
-    act_bits, exp_bits, prune = defaults.act_bits, defaults.exp_bits, defaults.prune
-    npu_weight_bits, ptq = defaults.weight_bits, defaults.ptq
+    options = resolve_options(act_bits=act_bits, exp_bits=exp_bits, prune=prune,
+                              npu_weight_bits=npu_weight_bits, ptq=ptq)
+    act_bits, exp_bits, prune = options["act_bits"], options["exp_bits"], options["prune"]
+    npu_weight_bits, ptq = options["weight_bits"], options["ptq"]
     out = Path(out)
-    if epochs < 0 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)):
-        raise InputError("--epochs must be >= 0, --batch-size >= 1 and --lr a positive number")
-    api.check_quant_options(act_bits, exp_bits, prune, npu_weight_bits)
+    check_training_options(epochs, lr, batch_size)
     if out.suffix != ".pt":
         raise InputError(f"the checkpoint '{out}' must end in .pt (that makes it a SPEC)")
-    if is_checkpoint_spec(spec):
-        raise InputError(f"'{spec}' is already a Po2 checkpoint; train from its source SPEC")
-    loaded = api.load_model(spec, api.parse_shape(input_shape))
-    images = api.load_images(data, "data", loaded.input_shape) if not isinstance(data, np.ndarray) \
-        else api.check_images(data, "data", loaded.input_shape)
-    if not np.isfinite(images).all():
-        raise InputError(f"data '{data}' holds NaN or infinite values")
-    raw_labels = api.load_npy(labels, "labels") if not isinstance(labels, np.ndarray) else labels
-    y = check_labels(raw_labels, len(images), _model_classes(loaded.module))
+    loaded, images, y = load_labelled_data(spec, data, labels, input_shape)
     train_idx, val_idx = split(len(images), val_fraction, seed)
     x_t, y_t = torch.from_numpy(images[train_idx]), torch.from_numpy(y[train_idx])
     x_v, y_v = torch.from_numpy(images[val_idx]), y[val_idx]
     calib_x = x_t[:CALIB_IMAGES] if calib is None else torch.from_numpy(
         api.load_images(calib, "calibration data", loaded.input_shape))
-    options = dict(act_bits=act_bits, exp_bits=exp_bits, prune=prune,
-                   weight_bits=npu_weight_bits, ptq=ptq)
 
     start = time.perf_counter()
     model = loaded.module.eval()

@@ -6,6 +6,7 @@
     hashiflex golden FILE.mlir --inputs X.npy --out Y.npz
     hashiflex compile SPEC --out DIR [--calib X.npy] [--clock-mhz 1000] [...]
     hashiflex train SPEC --data X.npy --labels y.npy --out CKPT.pt [--epochs 10] [...]
+    hashiflex sensitivity SPEC --data X.npy --labels y.npy --out DIR [--qat-epochs N] [...]
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
     hashiflex finetune DIR --data X.npy --labels y.npy --out W.npz
     hashiflex program DIR W.npz --out LOAD
@@ -148,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     _add_quant_options(p)
 
+    p = sub.add_parser(
+        "sensitivity", help="accuracy vs pruning, --exp-bits and --act-bits (JSON and plots)")
+    _add_training_options(p)
+    p.add_argument("--out", type=Path, required=True,
+                   help="the directory to write (sensitivity.json, prune.png, formats.png)")
+    p.add_argument("--prune-grid", default="0,0.25,0.5,0.75",
+                   help="pruned fractions, comma-separated (default 0,0.25,0.5,0.75)")
+    p.add_argument("--exp-bits-grid", default="2,3,4", help="--exp-bits values (default 2,3,4)")
+    p.add_argument("--act-bits-grid", default="4,6,8", help="--act-bits values (default 4,6,8)")
+    p.add_argument("--no-per-layer", dest="per_layer", action="store_false",
+                   help="skip pruning one conv layer at a time")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="also fine-tune every point for N epochs of QAT (default 0: PTQ only)")
+    p.add_argument("--lr", type=float, default=1e-3, help="QAT learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_quant_options(p)
+
     p = sub.add_parser("simulate", help="run a compiled design in Verilator")
     p.add_argument("design", type=Path, help="a directory written by `hashiflex compile`")
     p.add_argument("--inputs", type=Path, required=True, help="float32 NxCxHxW .npy")
@@ -204,7 +222,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
     match args.command:
         case "import" | "compile":
             return {"SPEC": _spec_file(args.spec), "--calib": args.calib}
-        case "train":
+        case "train" | "sensitivity":
             return {"SPEC": _spec_file(args.spec), "--data": args.data, "--labels": args.labels,
                     "--calib": args.calib}
         case "golden":
@@ -222,6 +240,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
 # quantisation options are checked in hashiflex.compiler / hashiflex.importing).
 NUMERIC_RANGES = {
     "epochs": ("--epochs", 1, 1_000_000),
+    "qat_epochs": ("--qat-epochs", 0, 1_000_000),
     "seed": ("--seed", 0, 2**32 - 1),
     "images": ("--images", 0, 1_000_000_000),
     "batch_size": ("--batch-size", 1, 1_000_000),
@@ -270,6 +289,16 @@ def run(args: argparse.Namespace) -> int:
 
             train.train(
                 args.spec, args.data, args.labels, args.out, epochs=args.epochs, lr=args.lr,
+                batch_size=args.batch_size, seed=args.seed, val_fraction=args.val_fraction,
+                progress=progress, **_quant_kwargs(args),
+            )
+        case "sensitivity":
+            from hashiflex import sensitivity
+
+            sensitivity.sensitivity(
+                args.spec, args.data, args.labels, args.out, prune_grid=args.prune_grid,
+                exp_bits_grid=args.exp_bits_grid, act_bits_grid=args.act_bits_grid,
+                per_layer=args.per_layer, qat_epochs=args.qat_epochs, lr=args.lr,
                 batch_size=args.batch_size, seed=args.seed, val_fraction=args.val_fraction,
                 progress=progress, **_quant_kwargs(args),
             )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NETS_FILE
+from conftest import NETS_FILE, cli
 
 import nets
 from hashiflex import api, compiler
@@ -431,3 +431,183 @@ def test_import_golden_round_trip_and_po2_opt(tmp_path, files):
                           "[3, 7, 7]", "[3, 9, 11]")
     assert_one_line_error(hashiflex("import", f"{NETS_FILE}:{name}", "--out", tmp_path),
                           "is a directory")
+
+
+# ---------------------------------------------------------------------------
+# hashiflex sensitivity (issue 8): tiny_cnn on a few digits, nearest PTQ, two points per axis
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory) -> dict[str, Path]:
+    from hashiflex.examples.digits import load_digits_split
+
+    x, y, _, _ = load_digits_split(size=16)
+    root = tmp_path_factory.mktemp("digits")
+    paths = {"x": root / "x.npy", "y": root / "y.npy"}
+    np.save(paths["x"], x[:80].numpy())
+    np.save(paths["y"], y[:80].numpy())
+    return paths
+
+
+SENSITIVITY_GRIDS = ("--prune-grid", "0,0.5", "--exp-bits-grid", "2,3", "--act-bits-grid", "6,8",
+                     "--ptq", "nearest")
+
+
+def test_sensitivity_json_plots_and_golden_accuracy(tmp_path, capsys, digits_files):
+    from hashiflex import train
+    from hashiflex.frontend.quant import Conv2d
+
+    out = tmp_path / "sens"
+    code, err = cli(capsys, "sensitivity", "tiny_cnn", "--data", digits_files["x"],
+                    "--labels", digits_files["y"], "--out", out, *SENSITIVITY_GRIDS)
+    assert code == 0, err
+    result = json.loads((out / "sensitivity.json").read_text())
+    assert (out / "prune.png").stat().st_size > 1000 and (out / "formats.png").stat().st_size > 1000
+    axes = result["axes"]
+    assert [r["prune"] for r in axes["prune"]] == [0.0, 0.5]
+    assert [r["exp_bits"] for r in axes["exp_bits"]] == [2, 3]
+    assert [r["act_bits"] for r in axes["act_bits"]] == [6, 8]
+    assert {r["layer"] for r in axes["prune_layer"]} == set(result["conv_layers"])
+    assert len(axes["prune_layer"]) == 2 * len(result["conv_layers"]) >= 4
+
+    # every accuracy is the golden model's on the held-out split, for the same options
+    x, y = np.load(digits_files["x"]), np.load(digits_files["y"])
+    train_idx, val_idx = train.split(len(x), 0.2, 0)
+    pruned = axes["prune"][1]
+    module, quantized = api.import_model("tiny_cnn", calib=x[train_idx], prune=0.5, ptq="nearest")
+    golden = api.golden(module, x[val_idx])
+    assert pruned["ptq"] == float((golden.classes == y[val_idx]).mean()) * 100
+    nonzero = sum(int(np.count_nonzero(l.weight)) for l in quantized.graph if isinstance(l, Conv2d))
+    assert pruned["nonzero_weights"] == nonzero
+    # pruning saves adders: all layers at 0.5 roughly halves them; one layer saves its share
+    base = axes["prune"][0]
+    assert base["adders_saved"] == 0 and pruned["adders_saved"] == base["adders"] - pruned["adders"]
+    assert 0.4 < pruned["adders_saved"] / base["adders"] < 0.6
+    one_layer = [r for r in axes["prune_layer"] if r["prune"] == 0.5]
+    assert all(0 < r["adders_saved"] < pruned["adders_saved"] for r in one_layer)
+    assert sum(r["adders_saved"] for r in one_layer) == pytest.approx(pruned["adders_saved"], rel=0.05)
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("short_labels", "labels for"),
+    ("single_class", "single class"),
+    ("nan", "NaN"),
+    ("bad_grid", "--prune-grid"),
+    ("grid_out_of_range", "--exp-bits must be"),
+])
+def test_sensitivity_bad_input_writes_nothing(tmp_path, capsys, digits_files, case, needle):
+    x, y = np.load(digits_files["x"]), np.load(digits_files["y"])
+    extra: list[str] = []
+    if case == "short_labels":
+        y = y[:10]
+    elif case == "single_class":
+        y = np.zeros_like(y)
+    elif case == "nan":
+        x = x.copy()
+        x[3, 0, 2, 2] = np.nan
+    elif case == "bad_grid":
+        extra = ["--prune-grid", "0,half"]
+    else:
+        extra = ["--exp-bits-grid", "3,9"]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "sens"
+    code, err = cli(capsys, "sensitivity", "tiny_cnn", "--data", tmp_path / "x.npy",
+                    "--labels", tmp_path / "y.npy", "--out", out, *extra)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_sensitivity_unknown_option(tmp_path, capsys, digits_files):
+    out = tmp_path / "sens"
+    with pytest.raises(SystemExit) as exit_info:
+        from hashiflex.tools import hashiflex_cli
+
+        hashiflex_cli.main(["-q", "sensitivity", "tiny_cnn", "--data", str(digits_files["x"]),
+                            "--labels", str(digits_files["y"]), "--out", str(out), "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code != 0 and "unrecognized arguments: --bogus" in err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# The checkpoint round trip (issue 8): train -> compile CKPT.pt -> simulate (RTL)
+# ---------------------------------------------------------------------------
+
+
+def _hashiflex_loud(capsys, *argv: object) -> tuple[int, str, str]:
+    """`hashiflex ARGV` in-process with its progress output: (exit code, stdout, stderr)."""
+    from hashiflex.tools import hashiflex_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        hashiflex_cli.main([*map(str, argv)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("run", [
+    "golden",  # the fast tier: the golden model on the compiled design's po2 IR
+    pytest.param("rtl", marks=pytest.mark.slow),  # Verilator: ~50 s on the shared machine
+])
+def test_train_compile_simulate_round_trip_is_bit_exact(tmp_path, capsys, run):
+    """The RTL of `compile CKPT.pt` classifies the validation split exactly as the golden
+    model does, with the accuracy `train` printed (small_net on 8x8 digits, 1 epoch)."""
+    import re
+
+    from sklearn.datasets import load_digits
+
+    from hashiflex import train
+
+    digits = load_digits()
+    x = (digits.images[:240] / 16.0).astype(np.float32)[:, None]
+    y = digits.target[:240].astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    ckpt, design = tmp_path / "net.pt", tmp_path / "design"
+    code, out, err = _hashiflex_loud(
+        capsys, "train", "small_net", "--data", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+        "--out", ckpt, "--epochs", 1, "--lr", 1e-3, "--val-fraction", 0.25)
+    assert code == 0, err
+    printed = re.search(r"-> Po2 ([0-9.]+) % on (\d+) validation images", out + err)
+    assert printed, out + err
+    _, val = train.split(len(x), 0.25, 0)
+    assert int(printed.group(2)) == len(val)
+    np.save(tmp_path / "x_val.npy", x[val])
+
+    code, err = cli(capsys, "compile", ckpt, "--out", design)
+    assert code == 0, err
+    code, err = cli(capsys, "golden", design / "model.po2.mlir", "--inputs",
+                    tmp_path / "x_val.npy", "--out", tmp_path / "golden.npz")
+    assert code == 0, err
+    golden = np.load(tmp_path / "golden.npz")
+    if run == "rtl":
+        code, out, err = _hashiflex_loud(
+            capsys, "simulate", design, "--inputs", tmp_path / "x_val.npy", "--out",
+            tmp_path / "sim.npz", "--check")
+        assert code == 0, out + err
+        assert f"{len(val)} equal, 0 differ" in out  # logits and class of every image
+        rtl = np.load(tmp_path / "sim.npz")
+        assert np.array_equal(rtl["logits"], golden["logits"])
+        assert np.array_equal(rtl["classes"], golden["classes"])
+    accuracy = float((golden["classes"] == y[val]).mean()) * 100
+    assert accuracy == train.read_checkpoint(ckpt)["accuracy"]["po2"]
+    assert f"{accuracy:.2f}" == printed.group(1)
+
+
+@pytest.mark.slow  # ~25 s on the shared machine; the fast tier covers the PTQ points
+def test_sensitivity_with_qat(tmp_path, capsys, digits_files):
+    """--qat-epochs adds a QAT accuracy beside every point, also for a pruned one."""
+    out = tmp_path / "sens"
+    code, err = cli(capsys, "sensitivity", "tiny_cnn", "--data", digits_files["x"],
+                    "--labels", digits_files["y"], "--out", out, "--prune-grid", "0,0.5",
+                    "--exp-bits-grid", "3", "--act-bits-grid", "8", "--no-per-layer",
+                    "--ptq", "nearest", "--qat-epochs", 1)
+    assert code == 0, err
+    result = json.loads((out / "sensitivity.json").read_text())
+    assert result["qat"]["epochs"] == 1 and "prune_layer" not in result["axes"]
+    for row in result["axes"]["prune"]:
+        # QAT keeps the best of the PTQ start (epoch 0) and its epoch
+        assert 0 <= row["ptq"] <= row["qat"] <= 100
+    assert (out / "prune.png").is_file() and (out / "formats.png").is_file()
