@@ -26,7 +26,7 @@ from hashiflex.dialects import po2
 from hashiflex.golden.semantics import avgpool_constants, clamp_bounds
 from hashiflex.passes.to_hw.builder import Sig
 from hashiflex.passes.to_hw.conv import ConvGeometry, ConvLowering
-from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type
+from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError
 from hashiflex.passes.to_hw.report import REPORT_ATTR, to_attr
 
 
@@ -91,7 +91,7 @@ class PoolLowering(ConvLowering):
 
     def average(self, terms: list[Sig], channel: int) -> Sig:
         """Window sum, times the constant, rounding shift and saturation (semantics)."""
-        hb, op = self.hb, self.op
+        hb = self.hb
         mult, shift = avgpool_constants(self.geo.KH * self.geo.KW)
         total = hb.settle(hb.adder_tree(terms, name=f"{self.name}_sum{channel}"))
         prod = hb.mul_const(total, mult, f"{self.name}_mul{channel}",

@@ -36,3 +36,7 @@
 // CHECK-DAG: "po2.sum"(%{{.*}})
 // CHECK-DAG: "po2.rescale"(%{{.*}}) <{shift = {{[0-9]+}} : i64, lo = {{-?[0-9]+}} : i64, hi = {{[0-9]+}} : i64}>
 // CHECK-DAG: "po2.yield"(%{{.*}})
+//
+// RUN: po2-opt %S/pool-act-ops.mlir > %t.poolact.custom.mlir
+// RUN: po2-opt %S/pool-act-ops.mlir --print-op-generic > %t.poolact.generic.mlir
+// RUN: po2-opt %t.poolact.generic.mlir | diff %t.poolact.custom.mlir -

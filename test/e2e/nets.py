@@ -459,8 +459,8 @@ class _Bad(nn.Module):
 
 
 def bad_maxpool() -> nn.Module:
-    """Unsupported layer: nn.MaxPool2d (named 'mid')."""
-    return _init(_Bad(nn.MaxPool2d(2)), 40, (1, 7, 7))
+    """Unsupported form: nn.MaxPool2d with return_indices (named 'mid')."""
+    return _init(_Bad(nn.MaxPool2d(2, return_indices=True)), 40, (1, 7, 7))
 
 
 def bad_sigmoid() -> nn.Module:

@@ -94,7 +94,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 # -- compile: unsupported models, bad options, nothing written --------------------------------
 
 
-@pytest.mark.parametrize("factory, kind", [("bad_maxpool", "MaxPool2d"),
+@pytest.mark.parametrize("factory, kind", [("bad_maxpool", "return_indices"),
                                            ("bad_sigmoid", "Sigmoid")])
 def test_unsupported_layer_is_one_line_naming_it(tmp_path, factory, kind):
     out = tmp_path / "design"

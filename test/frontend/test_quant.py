@@ -363,8 +363,8 @@ def test_unsupported_op_names_the_node():
 
 
 @pytest.mark.parametrize("make, fragment", [
-    (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(),
-                           nn.Linear(2, 2)), "MaxPool2d"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, return_indices=True),
+                           nn.Flatten(), nn.Linear(2, 2)), "return_indices"),
     (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2), nn.Flatten(), nn.Linear(2, 2)),
      "dilation"),
     (lambda: nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 5), nn.Flatten(),
