@@ -476,3 +476,13 @@ def bad_wide_padding() -> nn.Module:
 def bad_flatten_spatial() -> nn.Module:
     """Imports fine, fails in po2-to-hw: flatten of a 4x7x7 map (no global pooling)."""
     return _init(_Bad(nn.ReLU(), flatten_spatial=True), 43, (1, 7, 7))
+
+
+class _CatDim(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], dim=2)  # along H, not channels
+
+
+def bad_cat_dim() -> nn.Module:
+    """Unsupported form: torch.cat along dim 2 (the node 'cat' inside 'mid')."""
+    return _init(_Bad(_CatDim()), 44, (1, 7, 7))

