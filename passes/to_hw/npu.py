@@ -371,7 +371,9 @@ def build_npu_module(
         g_inc = b.mux(g_last, b.const(0, gb), b.add_wrap(g_reg.q, b.const(1, gb)))
         g_reg.set(b.mux(b.and_(busy.q, c_last), g_inc, g_reg.q))
     xreg.set(b.mux(accept, args["in_data"], xreg.q))
-    count.set(b.add_wrap(count.q, b.resize(accept, COUNT_BITS, False)))
+    # count + 1 from the register alone, then selected by `accept`: the 32-bit carry chain
+    # does not wait for `accept` (the chunk/group compares) as it would with count + accept.
+    count.set(b.mux(accept, b.add_wrap(count.q, b.const(1, COUNT_BITS)), count.q))
 
     # swap: an incoming pulse replaces a pending swap and counts in its own cycle
     eff_pend = b.or_(args["swap"], pend.q)
