@@ -113,7 +113,7 @@ __all__ = [
 
 
 def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0,
-                pixels_per_cycle: int = 1, progress: Progress = QUIET,
+                pixels_per_cycle: int = 1, clock_mhz: float = 1000.0, progress: Progress = QUIET,
                 cse: bool = True, cse_max_depth: int = 2):
     """Run the hardening pipeline in place: unroll, canonicalise, [po2-cse,] infer widths, to hw."""
     from hashiflex.passes import hardening_pipeline
@@ -123,7 +123,7 @@ def lower_to_hw(module, *, levels_per_stage: int = 2, npu_lanes: int = 0,
     ctx = make_context()
     for pass_ in hardening_pipeline(cse=cse, cse_max_depth=cse_max_depth,
                                     levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                    pixels_per_cycle=pixels_per_cycle):
+                                    pixels_per_cycle=pixels_per_cycle, clock_mhz=clock_mhz):
         with progress.step(f"pass {pass_.name}"):
             try:
                 pass_.apply(ctx, module)

@@ -39,7 +39,7 @@ def compile(
     out: Path | str,
     *,
     clock_mhz: float = 1000.0,
-    levels_per_stage: int = 2,
+    levels_per_stage: int | None = None,
     npu_lanes: int = 0,
     force: bool = False,
     pixels_per_cycle: int | None = None,
@@ -65,7 +65,7 @@ def compile(
         raise InputError(f"--clock-mhz must be a number in (0, {MAX_CLOCK_MHZ:g}], got {clock_mhz}")
     if not 0 <= npu_lanes <= MAX_NPU_LANES:
         raise InputError(f"--npu-lanes must be in 0..{MAX_NPU_LANES} (0: as fast as the pipeline), got {npu_lanes}")
-    if not 1 <= levels_per_stage <= MAX_LEVELS_PER_STAGE:
+    if levels_per_stage is not None and not 1 <= levels_per_stage <= MAX_LEVELS_PER_STAGE:
         raise InputError(f"--levels-per-stage must be in 1..{MAX_LEVELS_PER_STAGE}, got {levels_per_stage}")
     if cse_max_depth < 1:
         raise InputError(f"--cse-max-depth must be >= 1, got {cse_max_depth}")
@@ -98,8 +98,10 @@ def compile(
         # byte-identical to lower_to_hw + print_ir + emit_sv_files, one layer's IR at a time.
         with progress.step("lowering to hw and emitting SystemVerilog, layer by layer"):
             flow = lower_and_emit(module, tmp, hw_file="model.hw.mlir", rtl_dir="rtl",
-                                  levels_per_stage=levels_per_stage, npu_lanes=npu_lanes,
-                                  pixels_per_cycle=pixels_per_cycle, progress=progress,
+                                  # None: registers placed by the delay model for
+                                  # clock_mhz (passes/to_hw/delay.py)
+                                  levels_per_stage=levels_per_stage or 0, clock_mhz=clock_mhz,
+                                  npu_lanes=npu_lanes, pixels_per_cycle=pixels_per_cycle, progress=progress,
                                   cse=cse, cse_max_depth=cse_max_depth)
         progress.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in flow.phases.items())
                      + f"; {flow.hw_ops} hw ops in {flow.modules} modules")

@@ -74,6 +74,7 @@ def lower_and_emit(
     hw_file: str = "model.hw.mlir",
     rtl_dir: str = "rtl",
     levels_per_stage: int = 2,
+    clock_mhz: float = 1000.0,
     npu_lanes: int = 0,
     pixels_per_cycle: int = 1,
     progress: Progress = QUIET,
@@ -100,6 +101,7 @@ def lower_and_emit(
     from hashiflex.passes.po2_infer_widths import infer_block_widths
     from hashiflex.passes.po2_unroll import unroll_conv
     from hashiflex.passes.to_hw import NetworkLowering, design_report_of, module_report
+    from hashiflex.passes.to_hw.multicycle import sdc_text
     from hashiflex.passes.to_hw.network import LOWERINGS, layer_name
 
     out_dir = Path(out_dir)
@@ -111,7 +113,7 @@ def lower_and_emit(
     # The hardening pipeline, run one layer at a time: each pass in its per-layer form.
     passes = {p.name: p for p in hardening_pipeline(
         cse=cse, cse_max_depth=cse_max_depth, levels_per_stage=levels_per_stage,
-        npu_lanes=npu_lanes, pixels_per_cycle=pixels_per_cycle)}
+        npu_lanes=npu_lanes, pixels_per_cycle=pixels_per_cycle, clock_mhz=clock_mhz)}
     canonicalize, cse_pass, to_hw = (passes["po2-canonicalize"], passes.get("po2-cse"),
                                      passes["po2-to-hw"])
 
@@ -157,7 +159,7 @@ def lower_and_emit(
     total = sum(1 for op in fn.body.block.ops if isinstance(op, layer_kinds))
     try:
         net = NetworkLowering(fn, to_hw.levels_per_stage, to_hw.npu_lanes, to_hw.top_name,
-                              to_hw.pixels_per_cycle)
+                              to_hw.pixels_per_cycle, to_hw.clock_mhz)
     except DiagnosticException as error:
         raise lowering_error(error)
     sv = SvFileWriter(out_dir / rtl_dir)
@@ -240,6 +242,8 @@ def lower_and_emit(
         gc.unfreeze()
         if gc_was_enabled:
             gc.enable()
+    # The multicycle paths of rate-aware layers, for a timing flow (to_hw/multicycle.py).
+    (out_dir / rtl_dir / "constraints.sdc").write_text(sdc_text(reports))
     return FlowResult(
         sv_files=sv_files,
         hw_report=design_report_of(reports),

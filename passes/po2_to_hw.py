@@ -37,7 +37,10 @@ class Po2ToHwPass(ModulePass):
 
     name = "po2-to-hw"
 
+    #: N > 0: a register after every N adder levels; 0: registers placed by the delay model
+    #: of Nangate45 for `clock_mhz` (to_hw/delay.py), what `hashiflex compile` does.
     levels_per_stage: int = 2
+    clock_mhz: float = 1000.0
     top_name: str = ""
     npu_lanes: int = 0
     pixels_per_cycle: int = 1  # input pixels per beat (passes/to_hw/rates.py)
@@ -48,7 +51,7 @@ class Po2ToHwPass(ModulePass):
         except ValueError as err:
             raise LoweringError(f"po2-to-hw: {err}") from None
         modules = NetworkLowering(fn, self.levels_per_stage, self.npu_lanes, self.top_name,
-                                  self.pixels_per_cycle).build()
+                                  self.pixels_per_cycle, self.clock_mhz).build()
         fn.detach()
         fn.erase()
         for m in modules:

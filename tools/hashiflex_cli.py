@@ -111,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model into a SystemVerilog design")
     p.add_argument("spec", help="path/to/file.py:factory or a shipped example name")
     p.add_argument("--out", type=Path, required=True, help="the design directory to write")
-    p.add_argument("--clock-mhz", type=float, default=1000.0, help="clock for the throughput model")
+    p.add_argument("--clock-mhz", type=float, default=1000.0, help="target clock: pipeline registers are placed to meet it (delay model of Nangate45, "
+                        "passes/to_hw/delay.py) and the throughput model's clock")
     p.add_argument(
-        "--levels-per-stage", type=int, default=2, help="adder levels between pipeline registers"
+        "--levels-per-stage", type=int, default=None,
+        help="adder levels between pipeline registers (default: as many as the delay model of "
+             "Nangate45 fits in a period of --clock-mhz)"
     )
     p.add_argument(
         "--npu-lanes", type=int, default=0, help="NPU MAC lanes (default: keep up with the pipeline)"

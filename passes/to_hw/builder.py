@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, i32,
 from xdsl.ir import Block, Operation, SSAValue
 
 from hashiflex.golden.semantics import bits_for_range, round_shift, saturate
+from hashiflex.passes.to_hw import delay
 from hashiflex.names import namehint
 
 # Ops are made with `Op.create` and types come from a cache: the IRDL constructors verify
@@ -98,6 +99,9 @@ class Sig:
     lat: int = 0
     depth: int = 0
     const: bool = False
+    #: Low bits that are constant zeros (a shift's wiring): an adder's carry chain starts
+    #: above its operands' zeros, which the delay model needs (delay.py).
+    zeros: int = 0
 
     @property
     def width(self) -> int:
@@ -111,6 +115,7 @@ class HwStats:
     adders: int = 0
     register_bits: int = 0
     max_depth: int = 0
+    max_carry_width: int = 0  # the longest carry chain of an adder (delay.py's index)
 
 
 class Register:
@@ -137,10 +142,14 @@ class HwBuilder:
     clk: SSAValue
     rst: SSAValue | None = None
     en: SSAValue | None = None
+    #: Adder levels between pipeline registers; 0: as many as the delay model fits in a
+    #: period of `clock_mhz` (delay.py), depending on the carry width of the adders.
     levels_per_stage: int = 2
+    clock_mhz: float = 1000.0
     stats: HwStats = field(default_factory=HwStats)
     _consts: dict[tuple[int, int], SSAValue] = field(default_factory=dict)
     _delays: dict[SSAValue, list[SSAValue]] = field(default_factory=dict)
+    _wired: dict[tuple[SSAValue, int], SSAValue] = field(default_factory=dict)
     # The stand-in next value of feedback registers, one per width, never inserted.
     _placeholders: dict[int, hw.ConstantOp] = field(default_factory=dict)
 
@@ -368,13 +377,53 @@ class HwBuilder:
 
     def delay(self, value: SSAValue, cycles: int, enable: SSAValue | None = None,
               reset_value: int | None = None, name: str | None = None) -> SSAValue:
-        """`value` delayed by `cycles` registers (enabled by `enable`); shared per value."""
+        """
+        `value` delayed by `cycles` registers (enabled by `enable`); shared per value. Bits
+        that are wiring are not registered (issue 10): a `concat` is delayed part by part,
+        its constant parts (the zeros of a shift) pass through, and a `replicate` (the copies
+        of a sign extension) is rebuilt after the delayed bit it copies.
+        """
+        if cycles == 0:
+            return value
+        if reset_value is None:
+            wired = self._delay_wiring(value, cycles, enable, name)
+            if wired is not None:
+                return wired
         line = self._delays.setdefault(value, [value])
         while len(line) <= cycles:
             stage = len(line)
             line.append(self.reg(line[-1], enable, reset_value,
                                  f"{name}_d{stage}" if name else None))
         return line[cycles]
+
+    def _delay_wiring(self, value: SSAValue, cycles: int, enable: SSAValue | None,
+                      name: str | None) -> SSAValue | None:
+        """`delay` of a value that is partly wiring, or None if it is plain logic."""
+        key = (value, cycles)
+        if (found := self._wired.get(key)) is not None:
+            return found
+        op = value.owner
+        if isinstance(op, comb.ReplicateOp):
+            bit = self.delay(op.operands[0], cycles, enable, None, name)
+            out = self.add(comb.ReplicateOp.create(operands=[bit], result_types=[value.type]))
+        elif isinstance(op, comb.ConcatOp) and any(
+                self.constant_value(p) is not None
+                or isinstance(p.owner, comb.ReplicateOp | comb.ExtractOp) for p in op.operands):
+            # LSB part first: a sign bit (extract of a lower part) then reuses its delay line.
+            parts = [p if self.constant_value(p) is not None
+                     else self.delay(p, cycles, enable, None, name)
+                     for p in reversed(op.operands)]
+            out = self.concat(parts[::-1])
+        elif isinstance(op, comb.ExtractOp) and (
+                (key2 := (op.operands[0], cycles)) in self._wired
+                or len(self._delays.get(op.operands[0], ())) > cycles):
+            # A slice of a value that is delayed anyway (a sign bit): slice the delayed value.
+            src = self._wired.get(key2) or self._delays[op.operands[0]][cycles]
+            out = self.extract(src, op.low_bit.value.data, width_of(value))
+        else:
+            return None
+        self._wired[key] = out
+        return out
 
     def counter(self, limit: int, step: SSAValue, name: str | None = None) -> SSAValue:
         """Counts 0, 1, ..., limit, 0, ... advancing when `step` is 1 (reset to 0)."""
@@ -402,8 +451,11 @@ class HwBuilder:
         self.stats.adders += 1
         depth = max(a.depth, b.depth if b else 0) + 1
         self.stats.max_depth = max(self.stats.max_depth, depth)
+        self.stats.max_carry_width = max(self.stats.max_carry_width,
+                                         width - max(a.zeros, b.zeros if b else 0))
         lat = max(a.lat, b.lat if b else 0)
-        return Sig(value, signed, lo, hi, lat, depth)
+        zeros = min(a.zeros, b.zeros) if b else a.zeros
+        return Sig(value, signed, lo, hi, lat, depth, zeros=min(zeros, width))
 
     def add_sig(self, a: Sig, b: Sig) -> Sig:
         """Exact a + b (operands must already be at the same latency)."""
@@ -418,12 +470,13 @@ class HwBuilder:
 
     def shl_sig(self, a: Sig, amount: int) -> Sig:
         return replace(a, value=self.shl_const(a.value, amount),
-                       lo=a.lo << amount, hi=a.hi << amount)
+                       lo=a.lo << amount, hi=a.hi << amount, zeros=a.zeros + amount)
 
     def fit(self, a: Sig, lo: int, hi: int) -> Sig:
         """`a` narrowed or widened to the minimal type of [lo, hi] (a's values lie inside)."""
         width, signed = bits_for_range(lo, hi)
-        return replace(a, value=self._extend(a, width), signed=signed, lo=lo, hi=hi)
+        return replace(a, value=self._extend(a, width), signed=signed, lo=lo, hi=hi,
+                       zeros=min(a.zeros, width))
 
     def mul_const(self, x: Sig, multiplier: int, name: str, neg_name: str) -> Sig:
         """
@@ -445,10 +498,12 @@ class HwBuilder:
     # -- pipelining ----------------------------------------------------------------------------
 
     def stage(self, x: Sig, name: str | None = None) -> Sig:
-        """A pipeline register (enabled by `en`) after `x`; constants pass through."""
+        """A pipeline register (enabled by `en`) after `x`; constants and wiring bits pass
+        through (`delay`), and the register is shared with any delay line of `x`."""
         if x.const:
             return x
-        return replace(x, value=self.reg(x.value, self.en, name=name), lat=x.lat + 1, depth=0)
+        return replace(x, value=self.delay(x.value, 1, self.en, name=name), lat=x.lat + 1,
+                       depth=0)
 
     def retime(self, x: Sig, lat: int) -> Sig:
         """`x` delayed to latency `lat` (>= x.lat) through shared delay registers."""
@@ -462,22 +517,43 @@ class HwBuilder:
         lat = max((x.lat for x in xs if not x.const), default=0)
         return [self.retime(x, lat) for x in xs]
 
+    def levels_for(self, carry_width: int) -> int:
+        """Adder levels with a `carry_width`-bit carry chain allowed between two registers:
+        the override `levels_per_stage`, or the delay model at `clock_mhz`."""
+        if self.levels_per_stage > 0:
+            return self.levels_per_stage
+        return delay.levels_per_stage(self.clock_mhz, carry_width)
+
+    @staticmethod
+    def carry_width(x: Sig, extra_bits: int = 0) -> int:
+        """The live bits of `x` as an adder operand (the width the delay table is indexed
+        by: its trees' operand width), `extra_bits` wider."""
+        return max(1, x.width + extra_bits - x.zeros)
+
     def make_room(self, x: Sig, levels: int) -> Sig:
-        """Register `x` first if `levels` more adder levels would exceed levels_per_stage."""
-        if x.depth > 0 and x.depth + levels > self.levels_per_stage:
+        """Register `x` first if `levels` more adder levels would not fit in its stage."""
+        if x.depth > 0 and x.depth + levels > self.levels_for(self.carry_width(x)):
             return self.stage(x)
         return x
 
     def settle(self, x: Sig) -> Sig:
-        """Register `x` when its combinational depth has reached levels_per_stage."""
-        return self.stage(x) if x.depth >= self.levels_per_stage else x
+        """Register `x` when its combinational depth has filled a stage (one more adder level,
+        one bit wider, would not fit)."""
+        return self.stage(x) if x.depth >= self.levels_for(self.carry_width(x)) else x
+
+    def _stage_full(self, level: Sequence[Sig]) -> bool:
+        """Would one more adder level on `level` overflow the stage? The delay of a chain of
+        adders grows with its levels and its longest carry chain; the next adder is about
+        one bit wider than its operands."""
+        depth = max(t.depth for t in level)
+        return depth + 1 > self.levels_for(max(self.carry_width(t) for t in level))
 
     def adder_tree(self, terms: Sequence[Sig], name: str | None = None) -> Sig:
         """
         The exact sum of `terms` as a balanced binary tree of two-input adders, each as
-        wide as the interval of its result, with a register after every `levels_per_stage`
-        adder levels (all values of a level are registered together, so the tree stays
-        latency-balanced). Returns the sum; its `lat` is the tree's output latency.
+        wide as the interval of its result, with a register before a level that would not
+        fit in the stage (`_stage_full`: `levels_per_stage`, or the delay model); all values
+        of a level are registered together, so the tree stays latency-balanced. Returns the sum; its `lat` is the tree's output latency.
         """
         assert terms, "an adder tree needs at least one term"
         consts = [t for t in terms if t.const]
@@ -491,7 +567,7 @@ class HwBuilder:
         # Pair terms of similar magnitude so that narrow adders add narrow values.
         level.sort(key=lambda t: max(abs(t.lo), abs(t.hi)))
         depth = max(t.depth for t in level)
-        if depth + 1 > self.levels_per_stage and depth > 0:
+        if depth > 0 and self._stage_full(level):
             level = [self.stage(t) for t in level]
         index = 0
         while len(level) > 1:
@@ -503,7 +579,7 @@ class HwBuilder:
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
-            if max(t.depth for t in level) >= self.levels_per_stage and len(level) > 1:
+            if len(level) > 1 and self._stage_full(level):
                 level = [self.stage(t) for t in level]
         return level[0]
 

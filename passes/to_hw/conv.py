@@ -44,6 +44,7 @@ from xdsl.ir import Block, BlockArgument, SSAValue
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import bits_for_range
 from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
+from hashiflex.passes.to_hw.multicycle import UNPIPELINED, multicycle_plan
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
                                           finish_outputs, lanes_entry, stream_module)
 
@@ -202,9 +203,13 @@ class ConvLowering:
                                             lanes_in=self.geo.lanes,
                                             lanes_out=self.geo.out_lanes)
         self.line_buffer_bits = 0
+        self.options = options
 
     def build(self) -> LayerHw:
         hb, geo, a = self.hb, self.geo, self.shell.args
+        interval, cycles = multicycle_plan(self.op, geo, self.options)
+        if interval:  # rate-aware: unpipelined trees on held inputs (multicycle.py)
+            hb.levels_per_stage = UNPIPELINED
         accept = hb.and_(a["en"], a["in_valid"], name=f"{self.name}_accept")
         if geo.pointwise:
             fire = accept
@@ -217,7 +222,8 @@ class ConvLowering:
         else:  # one datapath per output lane, all reading the one tap chain
             windows = self.lane_windows(accept, row_ok, col_ok)
             outs = [o for window in windows for o in self.datapath(window)]
-        valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name)
+        valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name,
+                                          sample_after=cycles)
         latency = 1 + lat
         report = {
             "kind": "conv",
@@ -236,6 +242,8 @@ class ConvLowering:
             "comb_adder_levels": hb.stats.max_depth,
             **lanes_entry(geo.out_lanes),
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
+            **({"multicycle_cycles": cycles, "input_interval_cycles": interval}
+               if interval else {}),
         }
         module = self.shell.finish({"out_valid": valid, "out_data": data}, report)
         return LayerHw(module, latency, report, timing=None)

@@ -22,6 +22,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import Format
 from hashiflex.names import legal_chars, namehint
+from hashiflex.passes.to_hw.multicycle import SAMPLE_SUFFIX
 from hashiflex.passes.to_hw.builder import HwBuilder, Sig
 from hashiflex.passes.to_hw.report import REPORT_ATTR, to_attr
 from hashiflex.passes.to_hw.timing import StreamTiming
@@ -79,7 +80,8 @@ def stream_module(name: str, in_type: po2.ActType, out_type: po2.ActType, option
         ins[6] = ("b_data", IntegerType(stream_bits(b_type, lanes_in)))
     shell = ModuleShell(name, ins, outs)
     a = shell.args
-    return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"], options.levels_per_stage)
+    return shell, HwBuilder(shell.block, a["clk"], a["rst"], a["en"], options.levels_per_stage,
+                            options.clock_mhz)
 
 
 def layer_ports(data_in: int, data_out: int, two_inputs: bool = False) -> tuple[list, list]:
@@ -110,11 +112,12 @@ class LayerOptions:
     stream lowered so far (keyed by the layer-level func's values).
     """
 
-    levels_per_stage: int = 2
+    levels_per_stage: int = 2  # 0: registers placed by the delay model for clock_mhz
     npu_lanes: int = 0  # 0: enough lanes to keep up with the pipeline
     frame_pixels: int = 1  # input beats per image (pixels at one pixel per cycle)
     streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
     lanes: Mapping[SSAValue, int] = field(default_factory=dict)  # pixels per beat (rates.py)
+    clock_mhz: float = 1000.0  # the target the delay model places registers for (delay.py)
 
     def lanes_of(self, value: SSAValue) -> int:
         return self.lanes.get(value, 1)
@@ -138,11 +141,19 @@ class LayerHw:
 
 
 def finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSAValue,
-                   name: str) -> tuple[SSAValue, SSAValue, int]:
-    """Register, equalise and concatenate output channels; delay the valid to match."""
-    outs = [hb.stage(o) if o.depth > 0 else o for o in outs]
+                   name: str, sample_after: int = 1) -> tuple[SSAValue, SSAValue, int]:
+    """
+    Register, equalise and concatenate output channels; delay the valid to match.
+    `sample_after` N > 1: the outputs are unpipelined multicycle paths from inputs held
+    for at least N cycles (multicycle.py); their registers (named `*_mc_sample`) sample
+    every cycle and the valid comes N cycles after the inputs were taken.
+    """
+    sample_name = f"{name}{SAMPLE_SUFFIX}" if sample_after > 1 else None
+    outs = [hb.stage(o, sample_name) if o.depth > 0 else o for o in outs]
     outs = hb.align(outs)
     latency = max((o.lat for o in outs if not o.const), default=0)
+    if sample_after > 1:
+        latency += sample_after - 1
     channels = [hb.resize(o.value, fmt.bits, o.signed) for o in outs]
     data = hb.concat(channels[::-1])
     if len(channels) > 1:

@@ -79,7 +79,7 @@ class NetworkLowering:
     """Layer modules in graph order, then the top that instantiates and wires them."""
 
     def __init__(self, fn: func.FuncOp, levels_per_stage: int = 2, npu_lanes: int = 0,
-                 top_name: str = "", pixels_per_cycle: int = 1):
+                 top_name: str = "", pixels_per_cycle: int = 1, clock_mhz: float = 1000.0):
         if len(fn.args) != 1 or not isinstance(fn.args[0].type, po2.ActType):
             raise LoweringError(f"@{fn.sym_name.data} must take one !po2.act image argument")
         self.fn = fn
@@ -90,8 +90,9 @@ class NetworkLowering:
         self.frame_pixels = self.rates.cycles_per_image
         self.streams: dict[SSAValue, StreamTiming] = {
             fn.args[0]: StreamTiming.input(self.frame_pixels)}
-        self.options = LayerOptions(max(1, levels_per_stage), npu_lanes, self.frame_pixels,
-                                    self.streams, self.rates.lanes)
+        # levels_per_stage 0: the delay model places the registers for clock_mhz (delay.py)
+        self.options = LayerOptions(max(0, levels_per_stage), npu_lanes, self.frame_pixels,
+                                    self.streams, self.rates.lanes, clock_mhz)
         self.top_name = sv_name(top_name or f"{fn.sym_name.data}_top")
         self.used_names: set[str] = {self.top_name}
         self.plan: list[TopLayer] = []

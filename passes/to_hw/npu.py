@@ -35,7 +35,8 @@ Timing (cycle numbers relative to the cycle `a` in which a vector is accepted)
                     M = G*C = `npu_cycles_per_image`
     a+2 .. a+M+1    stage S1: accumulate, write back the logits of a finished group
     a+M+2           argmax comparator tree over the logit registers (registered every
-                    `ARGMAX_LEVELS_PER_STAGE` levels when N >= 16: D extra cycles)
+                    `argmax_levels` from the delay model, else ARGMAX_LEVELS_PER_STAGE levels
+                    when N >= 16: D extra cycles; MAC registers add `npu_mac_stages`)
     a+M+3+D         `out_valid` pulses, with `out_class` and `out_logits` (all registered)
     The latency is `npu_latency = M + 3 + D`; the initiation interval is M (no fixed
     overhead): the next vector is accepted in the cycle of the last MAC step of the
@@ -83,6 +84,7 @@ from xdsl.ir import SSAValue
 
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
+from hashiflex.passes.to_hw import delay
 from hashiflex.passes.to_hw.builder import DONT_CARE, HwBuilder, int_type, width_of
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, ModuleShell, act_type
 from hashiflex.passes.to_hw.report import REPORT_ATTR, counted_resources, to_attr
@@ -101,6 +103,7 @@ __all__ = [
     "npu_class_bits",
     "npu_cycles_per_image",
     "npu_latency",
+    "npu_mac_stages",
 ]
 
 #: Width of the accepted-vector counter and of `swap_at`.
@@ -154,21 +157,54 @@ def npu_cycles_per_image(K: int, N: int, lanes: int) -> int:
     return _ceil_div(N, lc) * _ceil_div(K, lk)
 
 
-def npu_argmax_stages(N: int) -> int:
-    """Extra pipeline registers inside the argmax tree (0 below 16 classes)."""
+def npu_argmax_stages(N: int, argmax_levels: int | None = None) -> int:
+    """
+    Extra pipeline registers inside the argmax tree: with `argmax_levels` (compare/select
+    levels per stage, from the delay model) a register after every that many levels; None:
+    the fixed rule (none below 16 classes, else every ARGMAX_LEVELS_PER_STAGE levels).
+    """
     levels = max(0, (N - 1).bit_length())
+    if argmax_levels is not None:
+        return max(0, _ceil_div(levels, max(1, argmax_levels)) - 1)
     if N < ARGMAX_PIPELINE_MIN_CLASSES or levels <= ARGMAX_LEVELS_PER_STAGE:
         return 0
     return _ceil_div(levels, ARGMAX_LEVELS_PER_STAGE) - 1
 
 
-def npu_latency(K: int, N: int, lanes: int) -> int:
+def npu_latency(K: int, N: int, lanes: int, mac_stages: int = 0,
+                argmax_levels: int | None = None) -> int:
     """
     Cycles from the cycle a vector is accepted (`in_valid && !stall`) to the cycle its
     `out_valid` is high: M MAC steps + 1 (S1 accumulate/write back) + 1 (argmax + output
-    register) + 1 (the accept cycle itself) + the argmax pipeline stages.
+    register) + 1 (the accept cycle itself) + the argmax pipeline stages + the registers
+    inside the MAC path (`npu_mac_stages`).
     """
-    return npu_cycles_per_image(K, N, lanes) + 3 + npu_argmax_stages(N)
+    return npu_cycles_per_image(K, N, lanes) + 3 + npu_argmax_stages(N, argmax_levels) + mac_stages
+
+
+def npu_mac_stages(K: int, N: int, lanes: int, in_bits: int, weight_bits: int,
+                   logit_bits: int, clock_mhz: float | None) -> int:
+    """
+    Registers inside stage S0 for a `clock_mhz` target (None: none, the unpipelined MAC):
+    1 (between the weight/feature/bias selection and the multiply) when the delay model
+    (delay.py) says select + multiply + adder tree do not fit in one period, 2 (also after
+    the multiply) when multiply + adder tree alone do not either. The multiply and the
+    tree are counted as adder levels of the product's width (the sum's upper bits are the
+    product's sign copies).
+    """
+    if clock_mhz is None:
+        return 0
+    Lc, Lk = lane_organisation(K, N, lanes)
+    G, C = _ceil_div(N, Lc), _ceil_div(K, Lk)
+    select_levels = (G - 1).bit_length() + (C - 1).bit_length() + 1
+    product_levels = max(1, (max(1, weight_bits) - 1).bit_length())
+    tree_levels = max(1, Lk.bit_length())  # Lk products + the bias
+    budget = delay.period_ns(clock_mhz) - delay.REGISTER_OVERHEAD_NS
+    product_width = in_bits + weight_bits
+    mac = delay.adder_path_ns(product_levels + tree_levels, product_width, po2_tree=False)
+    if select_levels * delay.MUX_LEVEL_NS + mac <= budget:
+        return 0
+    return 1 if mac <= budget else 2
 
 
 def default_lanes(K: int, N: int, pipeline_cycles_per_image: int) -> int:
@@ -213,6 +249,28 @@ def _equals(b: HwBuilder, value: SSAValue, constant: int) -> SSAValue:
     return b.eq_const(value, constant)
 
 
+def _wrapped_not_before(b: HwBuilder, count: SSAValue, at: SSAValue) -> SSAValue:
+    """
+    `count - at >= 0` read as a signed wrapping difference (the sign bit of the
+    difference, inverted), as a carry-select subtract: both halves' differences in
+    parallel, the high one for either borrow of the low one. One 32-bit borrow chain
+    measured ~0.91 ns at Nangate45 (delay.py), more than a 1 GHz cycle; two 16-bit halves
+    and a mux fit.
+    """
+    width = width_of(count)
+    half = width // 2
+    if half < 8:
+        return b.not_(b.extract(b.sub_wrap(count, at), width - 1, 1))
+    hw_ = width - half
+    c_lo, a_lo = b.extract(count, 0, half), b.extract(at, 0, half)
+    c_hi, a_hi = b.extract(count, half, hw_), b.extract(at, half, hw_)
+    borrow = b.icmp(c_lo, a_lo, "ult")
+    hi_no_borrow = b.sub_wrap(c_hi, a_hi)
+    hi_borrow = b.add_wrap(c_hi, b.not_(a_hi))  # c_hi - a_hi - 1, in parallel
+    sign = b.extract(b.mux(borrow, hi_borrow, hi_no_borrow), hw_ - 1, 1)
+    return b.not_(sign)
+
+
 def build_npu_module(
     name: str,
     *,
@@ -226,6 +284,8 @@ def build_npu_module(
     lanes: int,
     init_weights: np.ndarray | None = None,
     init_bias: np.ndarray | None = None,
+    mac_stages: int = 0,
+    argmax_levels: int | None = None,
 ) -> hw.HWModuleOp:
     """
     The NPU as one `hw.module` named `name`, ports (see the module docstring for behaviour):
@@ -311,13 +371,14 @@ def build_npu_module(
         g_inc = b.mux(g_last, b.const(0, gb), b.add_wrap(g_reg.q, b.const(1, gb)))
         g_reg.set(b.mux(b.and_(busy.q, c_last), g_inc, g_reg.q))
     xreg.set(b.mux(accept, args["in_data"], xreg.q))
-    count.set(b.add_wrap(count.q, b.resize(accept, COUNT_BITS, False)))
+    # count + 1 from the register alone, then selected by `accept`: the 32-bit carry chain
+    # does not wait for `accept` (the chunk/group compares) as it would with count + accept.
+    count.set(b.mux(accept, b.add_wrap(count.q, b.const(1, COUNT_BITS)), count.q))
 
     # swap: an incoming pulse replaces a pending swap and counts in its own cycle
     eff_pend = b.or_(args["swap"], pend.q)
     eff_at = b.mux(args["swap"], args["swap_at"], pend_at.q)
-    diff = b.sub_wrap(count.q, eff_at)
-    reached = b.not_(b.extract(diff, COUNT_BITS - 1, 1))  # count - swap_at >= 0 (wrapping)
+    reached = _wrapped_not_before(b, count.q, eff_at)  # count - swap_at >= 0 (wrapping)
     flip = b.and_(accept, eff_pend, reached, name="npu_swap_now")
     new_active = b.xor(active.q, flip)
     active.set(new_active)
@@ -350,6 +411,13 @@ def build_npu_module(
     g_bits = [b.extract(g_reg.q, i, 1) for i in range(gb)]
     bank_bit = cur_bank.q
     zero_w, zero_x, zero_l = b.const(0, WB), b.const(0, IB), b.const(0, LB)
+    assert mac_stages in (0, 1, 2), "the MAC path has at most two inner registers"
+    select_regs = min(mac_stages, 1)  # after the selection
+    product_regs = mac_stages - select_regs  # after the multiply
+
+    def selected(value: SSAValue) -> SSAValue:
+        """A selected operand, registered before the multiply when the MAC path is split."""
+        return b.delay(value, select_regs)
     xs = [b.extract(xreg.q, k * IB, IB) for k in range(K)]
 
     # feature lane j: x[c*Lk + j], shared by all class lanes
@@ -359,7 +427,7 @@ def build_npu_module(
         for c in range(1 << cb):
             k = c * Lk + j
             leaves.append(DONT_CARE if c >= C else (xs[k] if k < K else None))
-        x_lane.append(b.resize(b.mux_tree(leaves, c_bits, zero_x), PW, bool(in_signed)))
+        x_lane.append(b.resize(selected(b.mux_tree(leaves, c_bits, zero_x)), PW, bool(in_signed)))
 
     psum_regs = []
     for i in range(Lc):
@@ -379,31 +447,31 @@ def build_npu_module(
                             leaves.append(wregs[bank][n][k])
             if all(leaf is None or leaf is DONT_CARE for leaf in leaves):
                 continue  # this lane only ever sees padding
-            w = b.mux_tree(leaves, c_bits + g_bits + [bank_bit], zero_w)
+            w = selected(b.mux_tree(leaves, c_bits + g_bits + [bank_bit], zero_w))
             prod = b.mul_wrap(b.resize(w, PW, True), x_lane[j])
-            terms.append(b.resize(prod, LB, True))
+            terms.append(b.resize(b.delay(prod, product_regs), LB, True))
         bleaves = []
         for bank in range(2):
             for g in range(1 << gb):
                 n = g * Lc + i
                 bleaves.append(DONT_CARE if g >= G else (bregs[bank][n] if n < N else None))
         bias = b.resize(b.mux_tree(bleaves, g_bits + [bank_bit], b.const(0, BB)), LB, True)
-        terms.append(b.mux(c_first, bias, zero_l))
+        terms.append(b.delay(selected(b.mux(c_first, bias, zero_l)), product_regs))
         psum = b.feedback_reg(LB, None, f"psum_{i}")
         psum.set(b.sum_wrap(terms, zero_l))
         psum_regs.append(psum)
 
     v1 = b.feedback_reg(1, 0, "s1_valid")
-    v1.set(busy.q)
+    v1.set(b.delay(busy.q, mac_stages, reset_value=0))
     first1 = last1 = g1 = None
     if C > 1:
         first1 = b.feedback_reg(1, None, "s1_first")
-        first1.set(c_first)
+        first1.set(b.delay(c_first, mac_stages))
         last1 = b.feedback_reg(1, None, "s1_last")
-        last1.set(c_last)
+        last1.set(b.delay(c_last, mac_stages))
     if G > 1:
         g1 = b.feedback_reg(gb, None, "s1_group")
-        g1.set(g_reg.q)
+        g1.set(b.delay(g_reg.q, mac_stages))
 
     # ---------------- stage S1: accumulate, write back ----------------
     acc_next = []
@@ -429,7 +497,9 @@ def build_npu_module(
     # ---------------- argmax (lowest index wins ties) ----------------
     nodes: list[tuple[SSAValue, SSAValue]] = [(logits[n], b.const(n, CB)) for n in range(N)]
     valid, vec = lv.q, b.concat(logits[::-1])
-    pipelined = npu_argmax_stages(N) > 0
+    argmax_stages = npu_argmax_stages(N, argmax_levels)
+    per_stage = argmax_levels or ARGMAX_LEVELS_PER_STAGE
+    pipelined = argmax_stages > 0
     level = 0
     stage = 0
     while len(nodes) > 1:
@@ -441,7 +511,7 @@ def build_npu_module(
             nxt.append(nodes[-1])
         nodes = nxt
         level += 1
-        if pipelined and level % ARGMAX_LEVELS_PER_STAGE == 0 and len(nodes) > 1:
+        if pipelined and level % per_stage == 0 and len(nodes) > 1:
             stage += 1
             regd = []
             for m, (v, ix) in enumerate(nodes):
@@ -456,7 +526,7 @@ def build_npu_module(
             rvec = b.feedback_reg(N * LB, None, f"argmax{stage}_logits")
             rvec.set(vec)
             valid, vec = rvalid.q, rvec.q
-    assert stage == npu_argmax_stages(N)
+    assert stage == argmax_stages
 
     out_valid = b.feedback_reg(1, 0, "out_valid_r")
     out_valid.set(valid)
@@ -480,6 +550,11 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
     k, n = x_t.dims[0], y_t.dims[0]
     lanes = options.npu_lanes or default_lanes(k, n, options.frame_pixels)
     weight_bits, bias_bits = op.weight_bits, op.bias_bits
+    timed = not options.levels_per_stage  # registers placed by the delay model
+    mac_stages = npu_mac_stages(k, n, lanes, x_t.fmt.bits, weight_bits, y_t.fmt.bits,
+                                options.clock_mhz if timed else None)
+    argmax_levels = (delay.compare_select_levels_per_stage(options.clock_mhz, y_t.fmt.bits)
+                     if timed else None)
     module = build_npu_module(
         name,
         in_features=k,
@@ -492,8 +567,10 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
         lanes=lanes,
         init_weights=op.weight_matrix,
         init_bias=np.asarray(op.bias),
+        mac_stages=mac_stages,
+        argmax_levels=argmax_levels,
     )
-    latency = npu_latency(k, n, lanes)
+    latency = npu_latency(k, n, lanes, mac_stages, argmax_levels)
     report = {
         "kind": "npu",
         "layer": op.layer,
@@ -505,6 +582,7 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
         "weight_memory_bits": 2 * (n * k * weight_bits + n * bias_bits),
         "cycles_per_image": npu_cycles_per_image(k, n, lanes),
         "pipeline_stages": latency,
+        "mac_stages": mac_stages,
         **counted_resources(module),
     }
     module.attributes[REPORT_ATTR] = to_attr(report)

@@ -1,0 +1,60 @@
+"""Register rules of the to_hw builder: wiring bits are never registered, the delay model
+places fewer registers for a slower clock, multicycle constraints (issues 9 and 10)."""
+
+from xdsl.dialects.builtin import IntegerType, i1
+from xdsl.ir import Block
+
+from hashiflex.passes.to_hw import delay
+from hashiflex.passes.to_hw.builder import HwBuilder, Sig
+from hashiflex.passes.to_hw.multicycle import sdc_text, settle_cycles
+
+
+def _builder(*widths: int) -> tuple[HwBuilder, list]:
+    block = Block(arg_types=[i1, *(IntegerType(w) for w in widths)])
+    return HwBuilder(block, block.args[0]), list(block.args[1:])
+
+
+def test_delay_registers_neither_shift_zeros_nor_sign_copies():
+    hb, (x,) = _builder(8)
+    wide = hb.sext(hb.shl_const(x, 4), 16)  # 4 sign copies, 8 live bits, 4 zeros
+    delayed = hb.delay(wide, 2)
+    assert hb.stats.register_bits == 2 * 8  # only the live bits, per cycle
+    assert delayed.type == wide.type
+    # a single sign bit (sext by one) reuses the delayed value's top bit
+    hb2, (y,) = _builder(8)
+    hb2.delay(hb2.sext(y, 9), 1)
+    assert hb2.stats.register_bits == 8
+
+
+def test_stage_of_shifted_term_keeps_its_zeros_unregistered():
+    hb, (x,) = _builder(8)
+    s = hb.shl_sig(Sig(x, False, 0, 255, depth=1), 3)
+    staged = hb.stage(s)
+    assert hb.stats.register_bits == 8 and staged.zeros == 3 and staged.lat == 1
+
+
+def test_delay_model_fewer_levels_for_wider_carries_more_for_slower_clocks():
+    for mhz in (400, 1000):
+        levels = [delay.levels_per_stage(mhz, w) for w in range(8, 40)]
+        assert levels == sorted(levels, reverse=True) and min(levels) >= 1
+    for w in (8, 16, 24, 32):
+        assert delay.levels_per_stage(400, w) > delay.levels_per_stage(1000, w)
+    # measured: 2-3 levels of tiny_cnn's trees meet about 1 GHz
+    assert delay.levels_per_stage(1000, 16) in (2, 3)
+
+
+def test_levels_override_and_carry_width():
+    hb, (x,) = _builder(8)
+    hb.levels_per_stage = 0
+    narrow = hb.levels_for(hb.carry_width(hb.shl_sig(Sig(x, False, 0, 255), 12)))
+    assert narrow == delay.levels_per_stage(1000, 8)  # 20 bits wide, 8 of them carry
+    hb.levels_per_stage = 5
+    assert hb.levels_for(30) == 5
+
+
+def test_multicycle_constraints():
+    assert settle_cycles(1, 8, 1000) == 1 and settle_cycles(12, 24, 1000) > 1
+    text = sdc_text([{"module": "pw", "multicycle_cycles": 3, "input_interval_cycles": 4},
+                     {"module": "other"}])
+    assert "set_multicycle_path -setup 3" in text and "set_multicycle_path -hold 2" in text
+    assert "pw_line_buf_*" in text and "pw_mc_sample*" in text and "other" not in text
