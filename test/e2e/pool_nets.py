@@ -1,5 +1,5 @@
 """
-Small networks for the windowed pooling and activation ops (test/e2e/test_pool_act.py):
+Small networks for the windowed pooling and activation ops (test/e2e/test_pool_act_flow.py):
 odd sizes, padding, ceil_mode, max pooling 3x3 stride 2, average pooling 2x2 and 3x3,
 LeakyReLU, Hardtanh(min, max), and a 1x1 conv + global pooling classifier.
 Factories follow nets.py (a float nn.Module with `input_shape`); POOL_ZOO[name] is
