@@ -132,11 +132,13 @@ def run_jobs(
     fresh_worker_per_job: bool = False,
     retries: int = 2,
     connect_timeout: float = 10.0,
+    on_finish: Callable[[JobResult | JobFailure], None] | None = None,
 ) -> JobReport:
     """
     Run `jobs` (names unique); return every job's result or failure, never raise for one.
     `scheduler` (a Dask address) implies executor="dask". `fresh_worker_per_job` gives each
-    local job its own worker process (so that its peak memory is its own).
+    local job its own worker process (so that its peak memory is its own). `on_finish` is
+    called with each job's result or failure as it arrives (e.g. to save partial results).
     """
     if scheduler is not None:
         executor = "dask"
@@ -172,6 +174,8 @@ def run_jobs(
     def failed(job: Job, message: str, outcome: str = "FAILED") -> None:
         report.failures[job.name] = JobFailure(job.name, message)
         bar.advance(job.name, outcome)
+        if on_finish is not None:
+            on_finish(report.failures[job.name])
 
     def succeeded(job: Job, value: Any, seconds: float) -> None:
         report.results[job.name] = JobResult(job.name, value, seconds, cached=False)
@@ -182,6 +186,8 @@ def run_jobs(
             tmp.write_text(json.dumps({"value": value, "seconds": seconds}))
             tmp.replace(path)
         bar.advance(job.name, f"{seconds:.1f} s")
+        if on_finish is not None:
+            on_finish(report.results[job.name])
 
     if executor == "dask":
         _run_dask(pending, scheduler, retries, connect_timeout, failed, succeeded)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hashiflex.errors import CheckFailed, DesignError, InputError
-from hashiflex.jobs import Job, content_key, run_jobs
+from hashiflex.jobs import Job, JobResult, content_key, run_jobs
 
 WRAPPER_TOP = "hashiflex_verify_top"
 
@@ -295,35 +295,48 @@ def _cycles_ok(result: dict, want: dict, pipeline_cycles: int) -> bool:
     return measured == want["cycles_per_image"] and measured <= pipeline_cycles
 
 
+def _row(job: Job, want: dict, pipeline_cycles: int, finished) -> dict:
+    """A module's summary row from its job's JobResult or JobFailure."""
+    row = {"module": job.name, "layer": want["layer"],
+           "report_cycles_per_image": want["cycles_per_image"]}
+    if not isinstance(finished, JobResult):
+        row.update(ok=False, error=finished.message)
+        return row
+    value = dict(finished.value)
+    cycles_ok = _cycles_ok(value, want, pipeline_cycles)
+    row.update(value, seconds=round(finished.seconds, 2), cycles_ok=cycles_ok,
+               ok=value["beats_differ"] == 0 and cycles_ok)
+    return row
+
+
 def verify(design_dir: Path | str, inputs: Path | str | np.ndarray, *,
            modules: list[str] | None = None, jobs: int | None = None,
            scheduler: str | None = None, progress: bool = True,
-           fresh_worker_per_job: bool = False) -> dict:
-    """Verify the modules; returns {"modules": [row per module], "verified", "total", "differ"}."""
+           fresh_worker_per_job: bool = False, on_row=None) -> dict:
+    """
+    Verify the modules; returns {"modules": [row per module], "verified", "total", "differ"}.
+    `on_row(row)` is called as each module finishes (the benchmark saves partial results).
+    """
     job_list, context = plan(design_dir, inputs, modules)
+    by_name = {job.name: job for job in job_list}
+    pipeline_cycles = context["pipeline_cycles_per_image"]
+
+    def finished(item) -> None:
+        if on_row is not None:
+            job = by_name[item.name]
+            on_row(_row(job, context["modules"][job.name], pipeline_cycles, item))
+
     started = time.perf_counter()
     outcome = run_jobs(job_list, workers=jobs, scheduler=scheduler, label="verify",
-                       progress=progress, fresh_worker_per_job=fresh_worker_per_job)
+                       progress=progress, fresh_worker_per_job=fresh_worker_per_job,
+                       on_finish=finished)
     wall = time.perf_counter() - started
-    rows, differ = [], []
-    for job in job_list:
-        want = context["modules"][job.name]
-        row = {"module": job.name, "layer": want["layer"],
-               "report_cycles_per_image": want["cycles_per_image"]}
-        if job.name in outcome.failures:
-            row.update(ok=False, error=outcome.failures[job.name].message)
-        else:
-            result = outcome.results[job.name]
-            value = dict(result.value)
-            cycles_ok = _cycles_ok(value, want, context["pipeline_cycles_per_image"])
-            row.update(value, seconds=round(result.seconds, 2), cycles_ok=cycles_ok,
-                       ok=value["beats_differ"] == 0 and cycles_ok)
-        rows.append(row)
-        if not row["ok"]:
-            differ.append(job.name)
+    rows = [_row(job, context["modules"][job.name], pipeline_cycles,
+                 outcome.failures.get(job.name) or outcome.results[job.name]) for job in job_list]
+    differ = [row["module"] for row in rows if not row["ok"]]
     return {"modules": rows, "verified": len(rows) - len(differ), "total": len(rows),
             "differ": differ, "images": context["images"], "wall_seconds": round(wall, 2),
-            "pipeline_cycles_per_image": context["pipeline_cycles_per_image"],
+            "pipeline_cycles_per_image": pipeline_cycles,
             "executor": "dask" if scheduler else "local"}
 
 
