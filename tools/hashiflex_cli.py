@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel local workers (default: cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run the modules on this Dask scheduler's workers (pip install '.[cluster]')")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="give up on a scheduler that does not answer within S seconds (default 10)")
     p.add_argument("--json", type=Path, dest="out", metavar="FILE",
                    help="also write the per-module results (time, peak memory) as JSON")
 
@@ -320,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
             from hashiflex import verify
 
             return verify.main(args.design, args.inputs, modules=args.modules, jobs=args.jobs,
-                               scheduler=args.scheduler, out=args.out, quiet=args.quiet)
+                               scheduler=args.scheduler, out=args.out, quiet=args.quiet,
+                               connect_timeout=args.connect_timeout)
         case "examples":
             from hashiflex.examples import EXAMPLES
 
