@@ -152,7 +152,7 @@ def verify_module(spec: dict) -> dict:
                          "expected": [hex(w) for w in want], "ports": out_names}
     starts = [outputs[k * per_image][0] for k in range(images + 1) if k * per_image < len(outputs)]
     cycles = float(np.median(np.diff(starts))) if len(starts) > 1 else float("nan")
-    usage = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return {
         "module": name,
         "beats_compared": len(expected),
@@ -161,7 +161,9 @@ def verify_module(spec: dict) -> dict:
         "cycles_per_image": cycles,
         "build_seconds": round(built - started, 2),
         "simulate_seconds": round(simulated - built, 3),
-        "peak_rss_mb": round(max(usage) / 1024, 1),  # ru_maxrss is KB on Linux
+        # of the worker process so far: its own job only with a fresh worker per job
+        "peak_rss_mb": round(max(u.ru_maxrss for u in usage) / 1024, 1),  # KB on Linux
+        "cpu_seconds": round(sum(u.ru_utime + u.ru_stime for u in usage), 1),
     }
 
 
