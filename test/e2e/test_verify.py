@@ -192,3 +192,15 @@ def test_ctrl_c_stops_local_workers_and_their_children(tmp_path):
         assert not any(_alive(pid) for pid in sleeps)
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_verify_two_pixels_per_cycle(tmp_path):
+    """Lanes: 2 pixels per beat on an odd width (the last beat of a row has one live lane,
+    masked), a residual add with two lane streams, the NPU."""
+    from hashiflex import api
+
+    design = api.compile(f"{nets.__file__}:dw_residual", tmp_path / "d",
+                         calib=nets.calibration("dw_residual"), pixels_per_cycle=2)
+    summary = verify.verify(design.path, nets.stimulus("dw_residual")[:3], progress=False)
+    assert summary["verified"] == summary["total"] == 6
