@@ -42,6 +42,15 @@ def main() -> None:
     parser.add_argument("--modules", default=None)
     parser.add_argument("--scheduler", default=None)
     args = parser.parse_args()
+    # SIGTERM (and SIGINT, which a background job may ignore) stops the workers and their
+    # builds through the runner's interrupt path; the JSON keeps the modules finished so far
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
     from hashiflex.verify import module_line, verify
 
