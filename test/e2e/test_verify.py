@@ -1,0 +1,206 @@
+"""
+`hashiflex verify` (hashiflex/verify.py) and the job runner's executors (hashiflex/jobs.py):
+each module of a small zoo design alone in Verilator against the golden activations,
+locally and on a local Dask cluster (bound to 127.0.0.1, stopped at the end); an edited
+module is named; an unreachable scheduler fails fast in one line; a Dask worker that dies
+is replaced and its job rerun; Ctrl-C stops the local workers and what they started.
+Verilator builds are cached by content (the user's cache), so the modules built by the
+first test are reused by the later ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import nets
+from conftest import cli
+
+from hashiflex import jobs, verify
+
+NET = "pointwise_only"  # 4 small modules: two 1x1 convs (one strided), a mean, the NPU
+
+
+@pytest.fixture(scope="module")
+def design(designs):
+    return designs.zoo(NET).path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return nets.stimulus(NET)[:4]
+
+
+def test_verify_every_module_locally(design, images):
+    summary = verify.verify(design, images, jobs=2, progress=False)
+    rows = {r["module"]: r for r in summary["modules"]}
+    assert set(rows) == {"a", "b", "mean", "fc"}
+    assert summary["verified"] == summary["total"] == 4 and summary["differ"] == []
+    for row in rows.values():
+        assert row["beats_differ"] == 0 and row["beats_compared"] > 0
+        assert row["cycles_per_image"] == row["report_cycles_per_image"]
+    # a and b see every input pixel (7x7 per image); b's output is 4x4 (stride 2)
+    assert rows["a"]["beats_compared"] == 4 * 49 and rows["b"]["beats_compared"] == 4 * 16
+    assert rows["fc"]["beats_compared"] == 4
+
+
+def test_edited_module_is_named(design, images, tmp_path, capsys):
+    edited = tmp_path / "edited"
+    shutil.copytree(design, edited)
+    sv = edited / "rtl" / "b.sv"
+    text = sv.read_text()
+    assert "assign out_data = b_out;" in text
+    sv.write_text(text.replace("assign out_data = b_out;", "assign out_data = b_out ^ 40'h1;"))
+    np.save(tmp_path / "x.npy", images)
+    code, err = cli(capsys, "verify", edited, "--inputs", tmp_path / "x.npy", "--modules", "a,b")
+    assert code == 2
+    assert err.strip().count("\n") == 0, err
+    assert "1 of 2 modules differ" in err and err.strip().endswith(": b")
+
+
+def test_bad_inputs_one_line(design, tmp_path, capsys):
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 1, 7, 7), np.float32))
+    code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "wrong.npy")
+    assert code == 2 and err.count("\n") == 1 and "shape" in err
+    code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "missing.npy")
+    assert code == 2 and err.count("\n") == 1
+    np.save(tmp_path / "ok.npy", nets.stimulus(NET)[:1])
+    code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "ok.npy", "--modules", "zz")
+    assert code == 2 and "zz" in err and "modules: a, b, mean, fc" in err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_scheduler_fails_fast(design, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", nets.stimulus(NET)[:1])
+    start = time.monotonic()
+    code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "x.npy", "--scheduler",
+                    f"tcp://127.0.0.1:{_closed_port()}", "--connect-timeout", "2")
+    assert time.monotonic() - start < 30
+    assert code == 2 and err.count("\n") == 1 and "no Dask scheduler answers" in err
+
+
+# -- a local Dask cluster -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    # a job whose worker dies is rescheduled once, then reported (default: 3 times)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        local = distributed.LocalCluster(host="127.0.0.1", processes=True, n_workers=2,
+                                         threads_per_worker=1, dashboard_address=None)
+    try:
+        yield local.scheduler_address
+    finally:
+        local.close()
+
+
+def test_verify_on_dask_cluster(cluster, design, images):
+    summary = verify.verify(design, images, modules=["a", "fc"], scheduler=cluster,
+                            progress=False)
+    assert summary["executor"] == "dask"
+    assert summary["verified"] == summary["total"] == 2
+    assert all(r["beats_differ"] == 0 for r in summary["modules"])
+
+
+def _die_once(marker: str) -> int:
+    """Kills its worker process the first time (no marker yet), returns 42 the next."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return 42
+
+
+def _always_die() -> int:
+    os._exit(1)
+
+
+def _fail() -> int:
+    raise ValueError("bad module")
+
+
+def test_dask_worker_death_is_retried_then_reported(cluster, tmp_path):
+    batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)), jobs.Job("raises", _fail)]
+    report = jobs.run_jobs(batch, scheduler=cluster, progress=False, retries=1)
+    assert report.results["once"].value == 42
+    assert report.failures["raises"].message == "ValueError: bad module"
+    # alone: a job on a dying worker counts that death too (Dask's "suspicious" tasks)
+    report = jobs.run_jobs([jobs.Job("always", _always_die)], scheduler=cluster,
+                           progress=False)
+    assert "worker died" in report.failures["always"].message
+
+
+# -- Ctrl-C on local workers ----------------------------------------------------------------
+
+
+CTRL_C = textwrap.dedent("""
+    import subprocess, sys
+    from hashiflex import jobs
+    import ctrl_c_jobs
+    jobs.run_jobs([jobs.Job(f"j{i}", ctrl_c_jobs.sleeper, (sys.argv[1] + f"/{i}",)) for i in range(2)],
+                  workers=2, progress=False)
+""")
+
+SLEEPER = textwrap.dedent("""
+    import subprocess, time
+    def sleeper(pid_file):
+        child = subprocess.Popen(["sleep", "300"])
+        with open(pid_file, "w") as f:
+            f.write(str(child.pid))
+        child.wait()
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_local_workers_and_their_children(tmp_path):
+    (tmp_path / "ctrl_c_jobs.py").write_text(SLEEPER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / str(i)).is_file() and (tmp_path / str(i)).read_text()
+                      for i in range(2)):
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.2)
+        sleeps = [int((tmp_path / str(i)).read_text()) for i in range(2)]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+        assert not any(_alive(pid) for pid in sleeps)
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_verify_two_pixels_per_cycle(tmp_path):
+    """Lanes: 2 pixels per beat on an odd width (the last beat of a row has one live lane,
+    masked), a residual add with two lane streams, the NPU."""
+    from hashiflex import api
+
+    design = api.compile(f"{nets.__file__}:dw_residual", tmp_path / "d",
+                         calib=nets.calibration("dw_residual"), pixels_per_cycle=2)
+    summary = verify.verify(design.path, nets.stimulus("dw_residual")[:3], progress=False)
+    assert summary["verified"] == summary["total"] == 6
