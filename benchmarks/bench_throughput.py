@@ -47,6 +47,8 @@ try:
         'adders', 'register_bits', 'line_buffer_bits', 'nonzero_weights', 'latency_cycles')}}
     FIGURES['input_gbit_per_s'] = r['images_per_second'] * c * h * w * m['input_format']['bits'] / 1e9
     FIGURES['layer_lanes'] = [l.get('lanes', 1) for l in r['layers'] if l['kind'] != 'npu']
+    FIGURES['layers'] = [{{k: l.get(k) for k in ('layer', 'kind', 'lanes', 'input_lanes',
+        'output_shape', 'stride', 'adders', 'register_bits')}} for l in r['layers']]
 except HashiflexError as error:
     FIGURES = {{'refused': str(error)}}
 shutil.rmtree({str(out)!r}, ignore_errors=True)

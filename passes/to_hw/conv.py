@@ -46,6 +46,8 @@ from hashiflex.golden.semantics import bits_for_range
 from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
                                           finish_outputs, lanes_entry, stream_module)
+from hashiflex.passes.to_hw.rates import row_buffer_lanes
+from hashiflex.passes.to_hw.row_buffer import LATENCY as ROW_BUFFER_LATENCY, RowBufferPlan
 
 
 @dataclass
@@ -196,11 +198,16 @@ class ConvLowering:
 
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
-        self.geo = ConvGeometry.of(op, options.lanes_of(op.input))
+        self.geo = geo = ConvGeometry.of(op, options.lanes_of(op.input))
+        self.options = options
+        # a row buffer re-serialises output bursts after a vertical stride (row_buffer.py)
+        self.lanes_out = row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,
+                                          options.frame_pixels)
+        self.row_buffer: RowBufferPlan | None = None
         self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
         self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options,
                                             lanes_in=self.geo.lanes,
-                                            lanes_out=self.geo.out_lanes)
+                                            lanes_out=self.lanes_out)
         self.line_buffer_bits = 0
 
     def build(self) -> LayerHw:
@@ -219,6 +226,9 @@ class ConvLowering:
             outs = [o for window in windows for o in self.datapath(window)]
         valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name)
         latency = 1 + lat
+        if self.lanes_out != geo.out_lanes:
+            valid, data = self.serialise_rows(valid, data, latency)
+            latency += ROW_BUFFER_LATENCY
         report = {
             "kind": "conv",
             "layer": self.op.layer,
@@ -236,9 +246,20 @@ class ConvLowering:
             "comb_adder_levels": hb.stats.max_depth,
             **lanes_entry(geo.out_lanes),
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
+            **({"output_lanes": self.lanes_out, "row_buffer_depth": self.row_buffer.depth}
+               if self.row_buffer is not None else {}),
         }
         module = self.shell.finish({"out_valid": valid, "out_data": data}, report)
         return LayerHw(module, latency, report, timing=None)
+
+    def serialise_rows(self, valid: SSAValue, data: SSAValue, latency: int):
+        """The row buffer bringing the output bursts down to `lanes_out` (row_buffer.py)."""
+        src = self.options.streams[self.op.input]
+        triggers = self.geo.triggers()
+        beats = src.after(latency, src.needed(triggers))
+        self.row_buffer = RowBufferPlan.of(self.geo.out_lanes, self.lanes_out, self.geo.OW,
+                                           triggers, src.per_frame, beats)
+        return self.row_buffer.build(self.hb, valid, data, self.name)
 
     def position_logic(self, accept: SSAValue):
         """
@@ -468,10 +489,15 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
 
 def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw:
     """The conv's module; its output items exist from their trigger pixel on."""
-    layer = ConvLowering(op, name, options).build()
+    lowering = ConvLowering(op, name, options)
+    layer = lowering.build()
     src = options.streams[op.input]
-    geo = ConvGeometry.of(op, options.lanes_of(op.input))
-    layer.timing = src.after(layer.latency, src.needed(geo.triggers()))
+    plan = lowering.row_buffer
+    if plan is None:
+        layer.timing = src.after(layer.latency, src.needed(lowering.geo.triggers()))
+    else:  # the sub-beats, from the timing of the conv's output beats
+        beats = src.after(layer.latency - ROW_BUFFER_LATENCY, src.needed(lowering.geo.triggers()))
+        layer.timing = plan.timing(beats)
     return layer
 
 

@@ -10,12 +10,12 @@ the other lanes are ignored (don't care). Positions inside a layer are counted i
 
 Lanes per layer:
 - the input: P (1 <= P <= W: a beat never spans two rows; W < P <= H*W is not supported yet);
-- a conv receiving p > 1 lanes with stride sh x sw produces p/sw lanes (p must be a multiple
-  of sw): p/sw copies of its datapath sharing one line buffer that shifts p pixels per beat.
-  Its output rows come in bursts (one output row per sh input rows), so the average rate is
-  p/(sh*sw) output pixels per cycle while the lanes are p/sw; a row buffer that would bring
-  the lanes down to p/(sh*sw) is not built yet. At p = 1 a conv is today's (one output every
-  sh*sw accepted pixels at most);
+- a conv receiving p > 1 lanes with stride sh x sw has p/sw copies of its datapath (p must
+  be a multiple of sw) sharing one line buffer that shifts p pixels per beat. Its output rows
+  come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
+  a row buffer re-serialises each burst into sh beats of p/(sh*sw) lanes, so its output has
+  p/(sh*sw) lanes (`row_buffer_lanes`; otherwise p/sw). At p = 1 a conv is today's (one
+  output every sh*sw accepted pixels at most);
 - requant and residual add: their input's lanes (both operands of an add must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
 
@@ -79,6 +79,23 @@ def pixels_for_rate(images_per_second: float, clock_mhz: float, height: int, wid
                     f"cycle)")
 
 
+def row_buffer_lanes(lanes: int, sh: int, out_height: int, out_width: int,
+                     frame_beats: int) -> int:
+    """
+    The output lanes of a conv whose datapath copies produce `lanes` pixels per beat but
+    only one output row per `sh` input rows: lanes/sh when a row buffer can re-serialise
+    each burst (lanes a multiple of sh, and the serialised rows, out_height * ceil(out_width
+    / (lanes/sh)) beats, fit in the image's `frame_beats` cycles), else `lanes` (conv.py,
+    `RowBuffer`).
+    """
+    if sh < 2 or lanes < sh or lanes % sh:
+        return lanes
+    reduced = lanes // sh
+    if out_height * beats_per_row(out_width, reduced) > frame_beats:
+        return lanes
+    return reduced
+
+
 @dataclass(frozen=True)
 class Rates:
     """Lanes of every stream of a layer-level func (keyed by its values)."""
@@ -123,6 +140,8 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
                                 f"{sw} along the width is not supported yet (needs a multiple "
                                 f"of the stride)")
             q_out = q_in // sw if q_in > 1 else 1
+            oh, ow = _spatial(op.results[0])
+            q_out = row_buffer_lanes(q_out, sh, oh, ow, cycles_per_image(h, w, p))
         elif isinstance(op, po2.ResidualAddOp):
             q_b = lanes.get(op.rhs, 1)
             if q_b != q_in:
