@@ -256,7 +256,7 @@ class ConvLowering:
         """The row buffer bringing the output bursts down to `lanes_out` (row_buffer.py)."""
         src = self.options.streams[self.op.input]
         triggers = self.geo.triggers()
-        beats = src.after(latency, src.needed(triggers))
+        beats = src.fired_by(latency, triggers)
         self.row_buffer = RowBufferPlan.of(self.geo.out_lanes, self.lanes_out, self.geo.OW,
                                            triggers, src.per_frame, beats)
         return self.row_buffer.build(self.hb, valid, data, self.name)
@@ -494,9 +494,9 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
     src = options.streams[op.input]
     plan = lowering.row_buffer
     if plan is None:
-        layer.timing = src.after(layer.latency, src.needed(lowering.geo.triggers()))
+        layer.timing = src.fired_by(layer.latency, lowering.geo.triggers())
     else:  # the sub-beats, from the timing of the conv's output beats
-        beats = src.after(layer.latency - ROW_BUFFER_LATENCY, src.needed(lowering.geo.triggers()))
+        beats = src.fired_by(layer.latency - ROW_BUFFER_LATENCY, lowering.geo.triggers())
         layer.timing = plan.timing(beats)
     return layer
 

@@ -50,5 +50,15 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
     module = shell.finish({"out_valid": valid, "out_data": data}, report)
     timing = StreamTiming.of(np.maximum(ta.need, tb.need), ta.frame_pixels,
                              min(ta.lat_lo, tb.lat_lo) + latency,
-                             max(ta.lat_hi, tb.lat_hi) + latency)
+                             max(ta.lat_hi, tb.lat_hi) + latency,
+                             _ready(ta, tb, latency))
     return LayerHw(module, latency, report, timing)
+
+
+def _ready(ta: StreamTiming, tb: StreamTiming, latency: int):
+    """Full-rate valid cycles (timing.py), when an operand is behind a row buffer: the pop
+    follows the later operand."""
+    if ta.ready is None and tb.ready is None:
+        return None
+    index = np.arange(ta.per_frame)
+    return np.maximum(ta.ready_of(index), tb.ready_of(index)) + latency

@@ -85,10 +85,21 @@ class RowBufferPlan:
         return cls(lanes_in, lanes_out, groups, last, occupancy + 1, wait)
 
     def timing(self, beats: StreamTiming) -> StreamTiming:
-        """The timing of the sub-beats from that of the beats (`beats` after the conv)."""
-        index = np.repeat(np.arange(beats.per_frame), self.per_beat(beats.per_frame))
-        return StreamTiming.of(beats.need[index], beats.frame_pixels,
-                               beats.lat_lo + LATENCY, beats.lat_hi + LATENCY + self.max_wait)
+        """
+        The timing of the sub-beats from that of the conv's output beats: each needs its
+        beat's input, within LATENCY + max_wait more cycles; `ready` is the full-rate
+        schedule of image 0 from reset (its valid cycles exactly, for the report's latency).
+        """
+        n = self.per_beat(beats.per_frame)
+        index = np.repeat(np.arange(beats.per_frame), n)
+        arrival = beats.ready_of(np.arange(beats.per_frame))
+        ready, t = [], -10**18
+        for a, count in zip(arrival.tolist(), n.tolist()):
+            t = max(t, a + 1)
+            ready.extend(range(t + 1, t + 1 + count))  # + 1: the output register
+            t += count
+        return StreamTiming.of(beats.need[index], beats.frame_pixels, beats.lat_lo + LATENCY,
+                               beats.lat_hi + LATENCY + self.max_wait, ready)
 
     def build(self, hb: HwBuilder, valid: SSAValue, data: SSAValue,
               name: str) -> tuple[SSAValue, SSAValue]:
