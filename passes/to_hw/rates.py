@@ -20,7 +20,8 @@ Lanes per layer:
 - global average pooling, flatten and the NPU: one item per image, one lane.
 
 Cycles per image = beats of the input = H * ceil(W/P): no layer produces more than one
-beat per beat it accepts, so the input is the busiest port (the NPU is sized for it).
+beat per beat it accepts, except a row buffer, which is only built when its beats per image
+fit in the image's cycles; so the input sets the rate (the NPU is sized for it).
 """
 
 from __future__ import annotations

@@ -263,3 +263,41 @@ def test_row_buffer_after_vertical_stride(p, gaps):
                           gaps=gaps)
     got = np.array([split_fields(w, 2, 8, False) for w in words])
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_two_row_buffers_in_a_row(gaps):
+    """
+    MobileNetV2's pattern at P=16: a stride-2 conv (8 copies, row buffer -> 4 lanes), then a
+    stride-2 conv fed by those serialised bursts (2 copies, row buffer -> 1 lane), both row
+    buffers busy every cycle of the image at full rate; bit-exact, cycles per image 8.
+    """
+    in_fmt, mid_fmt = Format(8, False, 4), Format(8, False, 3)
+    rng = np.random.default_rng(9)
+    shape = (1, 8, 16)
+
+    def build(block):
+        a = po2.Conv2dOp("a", block.args[0], po2.ActType((2, 4, 8), mid_fmt),
+                         weights=rng.integers(-3, 4, size=(2, 1, 3, 3)).astype(np.int8),
+                         exp_base=[-1, 0], bias=[5, -5], stride=(2, 2),
+                         padding=(1, 1, 1, 1), act="relu")
+        b = po2.Conv2dOp("b", a.output, po2.ActType((2, 2, 4), mid_fmt),
+                         weights=rng.integers(-3, 4, size=(2, 2, 3, 3)).astype(np.int8),
+                         exp_base=[-1, -1], bias=[1, 2], stride=(2, 2),
+                         padding=(1, 1, 1, 1), act="relu")
+        pool = po2.AvgPoolOp("pool", b.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
+        block.add_ops([a, b, pool])
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, in_fmt))
+    images = _images(rng, shape, in_fmt, 4)
+    want = golden.run_int(module, images).reshape(4, 2)
+    _lower(module, pixels_per_cycle=16)
+    report = design_report(module)
+    lanes = {layer["layer"]: (layer["lanes"], layer["output_lanes"])
+             for layer in report["layers"] if layer["kind"] == "conv"}
+    assert lanes == {"a": (8, 4), "b": (2, 1)} and report["top"]["cycles_per_image"] == 8
+    words = _stream_beats(_sim(module, "net_top"), images, in_fmt, 16, 4, random.Random(1),
+                          gaps=gaps)
+    got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
