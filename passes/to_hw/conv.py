@@ -46,6 +46,7 @@ from hashiflex.golden.semantics import bits_for_range
 from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
                                           finish_outputs, lanes_entry, stream_module)
+from hashiflex.passes.to_hw.lane_widener import LaneWidener, widening
 from hashiflex.passes.to_hw.rates import row_buffer_lanes
 from hashiflex.passes.to_hw.row_buffer import LATENCY as ROW_BUFFER_LATENCY, RowBufferPlan
 
@@ -198,7 +199,11 @@ class ConvLowering:
 
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
-        self.geo = geo = ConvGeometry.of(op, options.lanes_of(op.input))
+        lanes_in = options.lanes_of(op.input)
+        # sw not dividing the lanes: gather k beats into one of k*p lanes (lane_widener.py)
+        k = widening(lanes_in, op.stride[1])
+        self.widener = LaneWidener(lanes_in, k, act_type(op.input).dims[2]) if k > 1 else None
+        self.geo = geo = ConvGeometry.of(op, lanes_in * k)
         self.options = options
         # a row buffer re-serialises output bursts after a vertical stride (row_buffer.py)
         self.lanes_out = row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,
@@ -206,13 +211,16 @@ class ConvLowering:
         self.row_buffer: RowBufferPlan | None = None
         self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
         self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options,
-                                            lanes_in=self.geo.lanes,
+                                            lanes_in=lanes_in,
                                             lanes_out=self.lanes_out)
+        self.in_data = self.shell.args["in_data"]
         self.line_buffer_bits = 0
 
     def build(self) -> LayerHw:
         hb, geo, a = self.hb, self.geo, self.shell.args
         accept = hb.and_(a["en"], a["in_valid"], name=f"{self.name}_accept")
+        if self.widener is not None:
+            accept, self.in_data = self.widener.build(hb, accept, self.in_data, self.name)
         if geo.pointwise:
             fire = accept
             row_ok, col_ok = {}, {}
@@ -255,11 +263,19 @@ class ConvLowering:
     def serialise_rows(self, valid: SSAValue, data: SSAValue, latency: int):
         """The row buffer bringing the output bursts down to `lanes_out` (row_buffer.py)."""
         src = self.options.streams[self.op.input]
-        triggers = self.geo.triggers()
+        triggers = self.input_items(self.geo.triggers())
         beats = src.fired_by(latency, triggers)
         self.row_buffer = RowBufferPlan.of(self.geo.out_lanes, self.lanes_out, self.geo.OW,
                                            triggers, src.per_frame, beats)
         return self.row_buffer.build(self.hb, valid, data, self.name)
+
+    def input_items(self, items: np.ndarray) -> np.ndarray:
+        """Items of the conv's (widened) input stream -> items of its input port's stream."""
+        if self.widener is None:
+            return items
+        source = self.widener.source_items(self.geo.H)
+        frames, k = np.divmod(np.asarray(items, dtype=np.int64), len(source))
+        return source[k] + frames * self.widener.row_beats * self.geo.H
 
     def position_logic(self, accept: SSAValue):
         """
@@ -401,7 +417,7 @@ class ConvLowering:
         args = self.op.body.block.args
         kk = geo.KH * geo.KW
         used = [i for i, arg in enumerate(args) if arg.uses]
-        data = self.shell.args["in_data"]
+        data = self.in_data
         taps: dict[tuple[int, int], SSAValue] = {}
 
         def tap(c: int, f: int) -> SSAValue:
@@ -493,10 +509,11 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
     layer = lowering.build()
     src = options.streams[op.input]
     plan = lowering.row_buffer
+    triggers = lowering.input_items(lowering.geo.triggers())
     if plan is None:
-        layer.timing = src.fired_by(layer.latency, lowering.geo.triggers())
+        layer.timing = src.fired_by(layer.latency, triggers)
     else:  # the sub-beats, from the timing of the conv's output beats
-        beats = src.fired_by(layer.latency - ROW_BUFFER_LATENCY, lowering.geo.triggers())
+        beats = src.fired_by(layer.latency - ROW_BUFFER_LATENCY, triggers)
         layer.timing = plan.timing(beats)
     return layer
 

@@ -10,8 +10,9 @@ the other lanes are ignored (don't care). Positions inside a layer are counted i
 
 Lanes per layer:
 - the input: P (1 <= P <= W: a beat never spans two rows; W < P <= H*W is not supported yet);
-- a conv receiving p > 1 lanes with stride sh x sw has p/sw copies of its datapath (p must
-  be a multiple of sw) sharing one line buffer that shifts p pixels per beat. Its output rows
+- a conv receiving p > 1 lanes with stride sh x sw has p/sw copies of its datapath sharing
+  one line buffer that shifts p pixels per beat (when sw does not divide p, a lane widener
+  first gathers k = sw/gcd(p, sw) beats into one of k*p lanes: k*p/sw copies). Its output rows
   come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
   a row buffer re-serialises each burst into sh beats of p/(sh*sw) lanes, so its output has
   p/(sh*sw) lanes (`row_buffer_lanes`; otherwise p/sw). At p = 1 a conv is today's (one
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
+from hashiflex.passes.to_hw.lane_widener import widening
 
 
 class RateError(ValueError):
@@ -136,11 +138,8 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
         q_in = lanes.get(op.operands[0], 1) if op.operands else 1
         if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp)):
             sh, sw = op.stride
-            if q_in > 1 and q_in % sw:
-                raise RateError(f"layer '{lname}': {q_in} pixels per cycle into a conv of stride "
-                                f"{sw} along the width is not supported yet (needs a multiple "
-                                f"of the stride)")
-            q_out = q_in // sw if q_in > 1 else 1
+            # sw not dividing the lanes: k beats widened into one (lane_widener.py)
+            q_out = q_in * widening(q_in, sw) // sw if q_in > 1 else 1
             oh, ow = _spatial(op.results[0])
             q_out = row_buffer_lanes(q_out, sh, oh, ow, cycles_per_image(h, w, p))
         elif isinstance(op, po2.ResidualAddOp):

@@ -20,7 +20,8 @@ from hashiflex.interpreters.hw import HwSimulator
 from hashiflex.packing import pack_beats, split_fields
 from hashiflex.passes.po2_to_hw import Po2ToHwPass
 from hashiflex.passes.po2_unroll import Po2UnrollPass
-from hashiflex.passes.to_hw import LoweringError, design_report
+from hashiflex.passes.to_hw import design_report
+from hashiflex.passes.to_hw.lane_widener import widening
 from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle, cycles_per_image,
                                           pixels_for_rate, stream_rates, supports)
 from hashiflex.tools.registry import make_context
@@ -115,15 +116,11 @@ def test_lanes_follow_the_strides():
     assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [1, 1, 1]
     rates = stream_rates(fn.args[0], fn.body.block.ops, 8)
     assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [2, 1, 1]
-    with pytest.raises(RateError, match="layer 'stem': 3 pixels per cycle into a conv of "
-                                        "stride 2.*not supported yet"):
-        stream_rates(fn.args[0], fn.body.block.ops, 3)
-    # --images-per-second skips the P the strides cannot follow: 3 would do (48 cycles)
-    assert pixels_for_rate(1e9 / 48, 1000, 8, 16) == 3
+    # 3 lanes into stride 2: pairs of beats widened to 6 lanes -> 3 copies, 3 output lanes
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 3)
+    assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [3, 3, 1]
     assert pixels_for_rate(1e9 / 48, 1000, 8, 16,
-                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 4
-    with pytest.raises(LoweringError, match="layer 'stem'"):
-        _lower(module, pixels_per_cycle=3)
+                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 3
 
 
 # -- convs, beat by beat -----------------------------------------------------------------------
@@ -132,7 +129,7 @@ def test_lanes_follow_the_strides():
 def _conv_cases():
     for case, (in_shape, _, _, stride, _, _) in sorted(CONV_CASES.items()):
         for p in (2, 3, 4):
-            if p <= in_shape[2] and p % stride[1] == 0:
+            if p <= in_shape[2]:  # p not a multiple of sw: the lane widener
                 yield case, p
 
 
@@ -150,10 +147,11 @@ def test_conv_lanes_match_golden(case, p):
     images = _images(rng, in_shape, in_fmt, 3)
     want = golden.conv2d(images, conv)
     _lower(module, pixels_per_cycle=p)
-    q = p // stride[1]
+    q = p * widening(p, stride[1]) // stride[1]
     (layer,) = design_report(module)["layers"]
     assert layer.get("lanes", 1) == q
-    if stride[0] > 1 and q % stride[0] == 0:  # the row buffer serialises the row bursts
+    if layer.get("output_lanes", q) != q:  # the row buffer serialises the row bursts
+        assert stride[0] > 1 and q % stride[0] == 0
         q //= stride[0]
         assert layer["output_lanes"] == q and layer["row_buffer_depth"] >= 1
     oh, ow = want.shape[2:]
@@ -228,12 +226,14 @@ def test_partial_beats_and_dont_care_lanes():
     assert not np.array_equal(want[0], golden.conv2d(images, conv)[0])  # the zeros mattered
 
 
-@pytest.mark.parametrize("p,gaps", [(4, True), (8, False), (8, True), (12, False), (6, True)])
+@pytest.mark.parametrize("p,gaps", [(4, True), (8, False), (8, True), (12, False), (6, True),
+                                    (5, False), (3, True)])
 def test_row_buffer_after_vertical_stride(p, gaps):
     """
     A stride-2 stem at P lanes: p/2 datapath copies whose output rows come in bursts; the
-    row buffer serialises them to p/4 lanes (p=6: 3 lanes, not a multiple of 2, stay), a
-    residual block and pooling follow at those lanes. Bit-exact with the golden model, fed
+    row buffer serialises them to p/4 lanes (p=6: 3 lanes, not a multiple of 2, stay; p odd:
+    the lane widener pairs beats, p copies, p lanes), a residual block and pooling follow at
+    those lanes. Bit-exact with the golden model, fed
     at full rate (the row buffer's worst backlog) or with random gaps.
     """
     in_fmt = Format(8, False, 4)
@@ -256,8 +256,9 @@ def test_row_buffer_after_vertical_stride(p, gaps):
     _lower(module, pixels_per_cycle=p)
     report = design_report(module)
     stem = next(layer for layer in report["layers"] if layer["layer"] == "stem")
-    assert stem["lanes"] == p // 2
-    assert stem.get("output_lanes", p // 2) == (p // 4 if p % 4 == 0 else p // 2)
+    q = p * widening(p, 2) // 2
+    assert stem["lanes"] == q
+    assert stem.get("output_lanes", q) == (q // 2 if q % 2 == 0 else q)
     assert report["top"]["cycles_per_image"] == 10 * -(-12 // p)
     words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 4, random.Random(p),
                           gaps=gaps)
