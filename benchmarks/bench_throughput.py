@@ -135,6 +135,31 @@ def with_bounds(points: list[dict]) -> list[dict]:
     return points
 
 
+def markdown(points: list[dict]) -> str:
+    """The README's table: one row per point, ratios against the model's P=1 point."""
+    rows = ["| model | P | cycles/image | images/s at 1 GHz | adders | lower bound | "
+            "register bits | NPU lanes | input |", "|---|---|---|---|---|---|---|---|---|"]
+    base = {pt["model"]: pt for pt in points
+            if pt["pixels_per_cycle"] == 1 and "refused" not in pt}
+    for pt in points:
+        if "refused" in pt:
+            rows.append(f"| {pt['model']} | {pt['pixels_per_cycle']} | refused: "
+                        f"{pt['refused']} | | | | | | |")
+            continue
+        b = base.get(pt["model"])
+
+        def rel(key, value):
+            return "" if b is None or pt is b else f" ({value / b[key] - 1:+.1%})"
+        bound = pt.get("adders_lower_bound")
+        rows.append(
+            f"| {pt['model']} | {pt['pixels_per_cycle']} | {pt['cycles_per_image']} | "
+            f"{pt['images_per_second'] / 1e6:.3g}M | {pt['adders']:,}{rel('adders', pt['adders'])} | "
+            + (f"{bound:,}{rel('adders', bound)}" if bound is not None else "") + " | "
+            f"{pt['register_bits']:,}{rel('register_bits', pt['register_bits'])} | "
+            f"{pt['npu_lanes']} | {pt['input_gbit_per_s']:.0f} Gbit/s |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,7 +171,12 @@ def main() -> None:
                         help="forget the points of throughput.json (default: merge into them)")
     parser.add_argument("--plot-only", action="store_true",
                         help="only redraw throughput.png from throughput.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="only print the README's table from throughput.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "throughput.json").read_text())["points"]))
+        return
     if args.plot_only:  # also fills in the adders' lower bounds from the P=1 points
         saved = json.loads((RESULTS / "throughput.json").read_text())
         points = with_bounds(saved["points"])
