@@ -3,8 +3,10 @@ Throughput against area: MobileNetV2 (32x32x3, benchmarks/models.py) compiled at
 input pixels per cycle P (`hashiflex compile --pixels-per-cycle P`), each compile in a fresh
 subprocess. For each point: cycles per image and images/s at the clock (from report.json,
 the NPU included), adders and register bits, the NPU's lanes, the input bandwidth in
-Gbit/s (images/s x C*H*W*bits), compile time. A P the lowering refuses (P > W: beats
-spanning rows are not supported yet) is recorded with its one-line error.
+Gbit/s (images/s x C*H*W*bits), compile time, per-layer lanes and adders, and the adders'
+lower bound (`adders_lower_bound`: each layer of the P=1 point copied to its output rate).
+A P the lowering refuses (P > W: beats spanning rows are not supported yet) is recorded
+with its one-line error.
 
 Writes benchmarks/results/throughput.json (after every point, so a partial run keeps what
 it measured) and throughput.png (images/s against adders and register bits).
@@ -47,6 +49,8 @@ try:
         'adders', 'register_bits', 'line_buffer_bits', 'nonzero_weights', 'latency_cycles')}}
     FIGURES['input_gbit_per_s'] = r['images_per_second'] * c * h * w * m['input_format']['bits'] / 1e9
     FIGURES['layer_lanes'] = [l.get('lanes', 1) for l in r['layers'] if l['kind'] != 'npu']
+    FIGURES['layers'] = [{{k: l.get(k) for k in ('layer', 'kind', 'lanes', 'input_lanes',
+        'output_shape', 'stride', 'adders', 'register_bits')}} for l in r['layers']]
 except HashiflexError as error:
     FIGURES = {{'refused': str(error)}}
 shutil.rmtree({str(out)!r}, ignore_errors=True)
@@ -99,6 +103,63 @@ def merge(points: list[dict], clock_mhz: float, fresh: bool) -> list[dict]:
     return sorted(keep + points, key=lambda pt: (order[pt["model"]], pt["pixels_per_cycle"]))
 
 
+def adders_lower_bound(base: dict, p: int) -> int | None:
+    """
+    The fewest adders any design with hardened weights needs at P: every layer of the P=1
+    point (`base`, its per-layer adders) copied as often as its output rate needs,
+    max(1, P * OH*OW / (H*W)) output pixels per cycle (each copy a full datapath: the
+    weights are constants, so two pixels in one cycle cannot share an adder); the NPU as is.
+    """
+    layers = base.get("layers")
+    if not layers:
+        return None
+    frame = base["cycles_per_image"]  # pixels per image at P=1
+    bound = 0.0
+    for layer in layers:
+        shape = layer["output_shape"]
+        pixels = shape[1] * shape[2] if len(shape) == 3 else 1
+        rate = 1.0 if layer["kind"] == "npu" else max(1.0, p * pixels / frame)
+        bound += layer["adders"] * rate
+    return round(bound)
+
+
+def with_bounds(points: list[dict]) -> list[dict]:
+    """Each measured point with `adders_lower_bound` from its model's P=1 point."""
+    base = {pt["model"]: pt for pt in points
+            if pt["pixels_per_cycle"] == 1 and "refused" not in pt}
+    for pt in points:
+        if pt["model"] in base and "refused" not in pt:
+            bound = adders_lower_bound(base[pt["model"]], pt["pixels_per_cycle"])
+            if bound is not None:
+                pt["adders_lower_bound"] = bound
+    return points
+
+
+def markdown(points: list[dict]) -> str:
+    """The README's table: one row per point, ratios against the model's P=1 point."""
+    rows = ["| model | P | cycles/image | images/s at 1 GHz | adders | lower bound | "
+            "register bits | NPU lanes | input |", "|---|---|---|---|---|---|---|---|---|"]
+    base = {pt["model"]: pt for pt in points
+            if pt["pixels_per_cycle"] == 1 and "refused" not in pt}
+    for pt in points:
+        if "refused" in pt:
+            rows.append(f"| {pt['model']} | {pt['pixels_per_cycle']} | refused: "
+                        f"{pt['refused']} | | | | | | |")
+            continue
+        b = base.get(pt["model"])
+
+        def rel(key, value):
+            return "" if b is None or pt is b else f" ({value / b[key] - 1:+.1%})"
+        bound = pt.get("adders_lower_bound")
+        rows.append(
+            f"| {pt['model']} | {pt['pixels_per_cycle']} | {pt['cycles_per_image']} | "
+            f"{pt['images_per_second'] / 1e6:.3g}M | {pt['adders']:,}{rel('adders', pt['adders'])} | "
+            + (f"{bound:,}{rel('adders', bound)}" if bound is not None else "") + " | "
+            f"{pt['register_bits']:,}{rel('register_bits', pt['register_bits'])} | "
+            f"{pt['npu_lanes']} | {pt['input_gbit_per_s']:.0f} Gbit/s |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,10 +171,17 @@ def main() -> None:
                         help="forget the points of throughput.json (default: merge into them)")
     parser.add_argument("--plot-only", action="store_true",
                         help="only redraw throughput.png from throughput.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="only print the README's table from throughput.json")
     args = parser.parse_args()
-    if args.plot_only:
-        plot(json.loads((RESULTS / "throughput.json").read_text())["points"],
-             RESULTS / "throughput.png")
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "throughput.json").read_text())["points"]))
+        return
+    if args.plot_only:  # also fills in the adders' lower bounds from the P=1 points
+        saved = json.loads((RESULTS / "throughput.json").read_text())
+        points = with_bounds(saved["points"])
+        write_results("throughput", {"clock_mhz": saved["clock_mhz"], "points": points})
+        plot(points, RESULTS / "throughput.png")
         return
     points: list[dict] = []
     print(f"{'model':>6} {'P':>3} {'cycles':>7} {'Mimg/s':>8} {'adders':>9} {'reg bits':>10} "
@@ -137,12 +205,15 @@ def main() -> None:
     if measured:
         plot(points, RESULTS / "throughput.png")
     base = {pt["model"]: pt for pt in measured if pt["pixels_per_cycle"] == 1}
+    with_bounds(measured)
     for pt in measured:
         if pt["model"] in base and pt is not base[pt["model"]]:
             b = base[pt["model"]]
             print(f"{pt['model']} P={pt['pixels_per_cycle']}: {b['cycles_per_image'] / pt['cycles_per_image']:.2f}x "
                   f"images/s for {pt['adders'] / b['adders']:.3f}x adders, "
-                  f"{pt['register_bits'] / b['register_bits']:.3f}x register bits")
+                  f"{pt['register_bits'] / b['register_bits']:.3f}x register bits"
+                  + (f" (lower bound {pt['adders_lower_bound'] / b['adders']:.3f}x adders)"
+                     if "adders_lower_bound" in pt else ""))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
 from hashiflex.passes.to_hw.multicycle import UNPIPELINED, multicycle_plan
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
                                           finish_outputs, lanes_entry, stream_module)
+from hashiflex.passes.to_hw.lane_widener import LaneWidener, widening
+from hashiflex.passes.to_hw.rates import row_buffer_lanes
+from hashiflex.passes.to_hw.row_buffer import LATENCY as ROW_BUFFER_LATENCY, RowBufferPlan
 
 
 @dataclass
@@ -197,13 +200,22 @@ class ConvLowering:
 
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
-        self.geo = ConvGeometry.of(op, options.lanes_of(op.input))
+        lanes_in = options.lanes_of(op.input)
+        # sw not dividing the lanes: gather k beats into one of k*p lanes (lane_widener.py)
+        k = widening(lanes_in, op.stride[1])
+        self.widener = LaneWidener(lanes_in, k, act_type(op.input).dims[2]) if k > 1 else None
+        self.geo = geo = ConvGeometry.of(op, lanes_in * k)
+        self.options = options
+        # a row buffer re-serialises output bursts after a vertical stride (row_buffer.py)
+        self.lanes_out = row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,
+                                          options.frame_pixels)
+        self.row_buffer: RowBufferPlan | None = None
         self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
         self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options,
-                                            lanes_in=self.geo.lanes,
-                                            lanes_out=self.geo.out_lanes)
+                                            lanes_in=lanes_in,
+                                            lanes_out=self.lanes_out)
+        self.in_data = self.shell.args["in_data"]
         self.line_buffer_bits = 0
-        self.options = options
 
     def build(self) -> LayerHw:
         hb, geo, a = self.hb, self.geo, self.shell.args
@@ -211,6 +223,8 @@ class ConvLowering:
         if interval:  # rate-aware: unpipelined trees on held inputs (multicycle.py)
             hb.levels_per_stage = UNPIPELINED
         accept = hb.and_(a["en"], a["in_valid"], name=f"{self.name}_accept")
+        if self.widener is not None:
+            accept, self.in_data = self.widener.build(hb, accept, self.in_data, self.name)
         if geo.pointwise:
             fire = accept
             row_ok, col_ok = {}, {}
@@ -225,6 +239,9 @@ class ConvLowering:
         valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name,
                                           sample_after=cycles)
         latency = 1 + lat
+        if self.lanes_out != geo.out_lanes:
+            valid, data = self.serialise_rows(valid, data, latency)
+            latency += ROW_BUFFER_LATENCY
         report = {
             "kind": "conv",
             "layer": self.op.layer,
@@ -244,9 +261,28 @@ class ConvLowering:
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
             **({"multicycle_cycles": cycles, "input_interval_cycles": interval}
                if interval else {}),
+            **({"output_lanes": self.lanes_out, "row_buffer_depth": self.row_buffer.depth}
+               if self.row_buffer is not None else {}),
         }
         module = self.shell.finish({"out_valid": valid, "out_data": data}, report)
         return LayerHw(module, latency, report, timing=None)
+
+    def serialise_rows(self, valid: SSAValue, data: SSAValue, latency: int):
+        """The row buffer bringing the output bursts down to `lanes_out` (row_buffer.py)."""
+        src = self.options.streams[self.op.input]
+        triggers = self.input_items(self.geo.triggers())
+        beats = src.fired_by(latency, triggers)
+        self.row_buffer = RowBufferPlan.of(self.geo.out_lanes, self.lanes_out, self.geo.OW,
+                                           triggers, src.per_frame, beats)
+        return self.row_buffer.build(self.hb, valid, data, self.name)
+
+    def input_items(self, items: np.ndarray) -> np.ndarray:
+        """Items of the conv's (widened) input stream -> items of its input port's stream."""
+        if self.widener is None:
+            return items
+        source = self.widener.source_items(self.geo.H)
+        frames, k = np.divmod(np.asarray(items, dtype=np.int64), len(source))
+        return source[k] + frames * self.widener.row_beats * self.geo.H
 
     def position_logic(self, accept: SSAValue):
         """
@@ -388,7 +424,7 @@ class ConvLowering:
         args = self.op.body.block.args
         kk = geo.KH * geo.KW
         used = [i for i, arg in enumerate(args) if arg.uses]
-        data = self.shell.args["in_data"]
+        data = self.in_data
         taps: dict[tuple[int, int], SSAValue] = {}
 
         def tap(c: int, f: int) -> SSAValue:
@@ -476,10 +512,16 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
 
 def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw:
     """The conv's module; its output items exist from their trigger pixel on."""
-    layer = ConvLowering(op, name, options).build()
+    lowering = ConvLowering(op, name, options)
+    layer = lowering.build()
     src = options.streams[op.input]
-    geo = ConvGeometry.of(op, options.lanes_of(op.input))
-    layer.timing = src.after(layer.latency, src.needed(geo.triggers()))
+    plan = lowering.row_buffer
+    triggers = lowering.input_items(lowering.geo.triggers())
+    if plan is None:
+        layer.timing = src.fired_by(layer.latency, triggers)
+    else:  # the sub-beats, from the timing of the conv's output beats
+        beats = src.fired_by(layer.latency - ROW_BUFFER_LATENCY, triggers)
+        layer.timing = plan.timing(beats)
     return layer
 
 

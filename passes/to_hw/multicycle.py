@@ -46,6 +46,10 @@ def multicycle_plan(op, geo, options) -> tuple[int, int]:
     needs, if its trees are made multicycle, else (0, 1): a pointwise conv, one lane in and
     out, registers placed for a clock target (no `--levels-per-stage`), input items at
     least MIN_INTERVAL cycles apart, N <= k."""
+    from hashiflex.dialects import po2
+
+    if not isinstance(op, po2.UnrolledConv2dOp):  # windowed pooling reuses ConvLowering
+        return 0, 1
     if options.levels_per_stage or not geo.pointwise or geo.lanes != 1 or geo.out_lanes != 1:
         return 0, 1
     src = options.streams.get(op.input)

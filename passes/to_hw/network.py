@@ -151,7 +151,7 @@ class NetworkLowering:
         # the NPU's own latency. Simulation measures the same quantity.
         final = self.streams[result]
         npu_latency = self.npu[1] if self.npu is not None else 0
-        latency = int(final.need[-1]) + final.lat_hi + npu_latency
+        latency = int(final.ready_of([final.per_frame - 1])[0]) + npu_latency
         return build_top(self.top_name, fn.args[0], self.plan, result, latency,
                          self.rates.pixels_per_cycle, self.rates.lanes.get(result, 1))
 

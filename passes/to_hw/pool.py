@@ -67,4 +67,4 @@ def lower(op: po2.AvgPoolOp, name: str, options: LayerOptions) -> LayerHw:
                           **lanes_entry(lanes))
     module = shell.finish({"out_valid": valid, "out_data": data}, report)
     src = options.streams[op.input]
-    return LayerHw(module, latency, report, src.after(latency, src.needed(np.array([src.per_frame - 1]))))
+    return LayerHw(module, latency, report, src.fired_by(latency, np.array([src.per_frame - 1])))

@@ -10,18 +10,20 @@ the other lanes are ignored (don't care). Positions inside a layer are counted i
 
 Lanes per layer:
 - the input: P (1 <= P <= W: a beat never spans two rows; W < P <= H*W is not supported yet);
-- a conv receiving p > 1 lanes with stride sh x sw produces p/sw lanes (p must be a multiple
-  of sw): p/sw copies of its datapath sharing one line buffer that shifts p pixels per beat.
-  Its output rows come in bursts (one output row per sh input rows), so the average rate is
-  p/(sh*sw) output pixels per cycle while the lanes are p/sw; a row buffer that would bring
-  the lanes down to p/(sh*sw) is not built yet. At p = 1 a conv is today's (one output every
-  sh*sw accepted pixels at most);
+- a conv receiving p > 1 lanes with stride sh x sw has p/sw copies of its datapath sharing
+  one line buffer that shifts p pixels per beat (when sw does not divide p, a lane widener
+  first gathers k = sw/gcd(p, sw) beats into one of k*p lanes: k*p/sw copies). Its output rows
+  come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
+  a row buffer re-serialises each burst into sh beats of p/(sh*sw) lanes, so its output has
+  p/(sh*sw) lanes (`row_buffer_lanes`; otherwise p/sw). At p = 1 a conv is today's (one
+  output every sh*sw accepted pixels at most);
 - requant, residual add, concat and select_channels: their input's lanes (both operands of
   an add or concat must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
 
 Cycles per image = beats of the input = H * ceil(W/P): no layer produces more than one
-beat per beat it accepts, so the input is the busiest port (the NPU is sized for it).
+beat per beat it accepts, except a row buffer, which is only built when its beats per image
+fit in the image's cycles; so the input sets the rate (the NPU is sized for it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
+from hashiflex.passes.to_hw.lane_widener import widening
 
 
 class RateError(ValueError):
@@ -80,6 +83,23 @@ def pixels_for_rate(images_per_second: float, clock_mhz: float, height: int, wid
                     f"cycle)")
 
 
+def row_buffer_lanes(lanes: int, sh: int, out_height: int, out_width: int,
+                     frame_beats: int) -> int:
+    """
+    The output lanes of a conv whose datapath copies produce `lanes` pixels per beat but
+    only one output row per `sh` input rows: lanes/sh when a row buffer can re-serialise
+    each burst (lanes a multiple of sh, and the serialised rows, out_height * ceil(out_width
+    / (lanes/sh)) beats, fit in the image's `frame_beats` cycles), else `lanes` (conv.py,
+    `RowBuffer`).
+    """
+    if sh < 2 or lanes < sh or lanes % sh:
+        return lanes
+    reduced = lanes // sh
+    if out_height * beats_per_row(out_width, reduced) > frame_beats:
+        return lanes
+    return reduced
+
+
 @dataclass(frozen=True)
 class Rates:
     """Lanes of every stream of a layer-level func (keyed by its values)."""
@@ -119,11 +139,10 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
         q_in = lanes.get(op.operands[0], 1) if op.operands else 1
         if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp)):
             sh, sw = op.stride
-            if q_in > 1 and q_in % sw:
-                raise RateError(f"layer '{lname}': {q_in} pixels per cycle into a conv of stride "
-                                f"{sw} along the width is not supported yet (needs a multiple "
-                                f"of the stride)")
-            q_out = q_in // sw if q_in > 1 else 1
+            # sw not dividing the lanes: k beats widened into one (lane_widener.py)
+            q_out = q_in * widening(q_in, sw) // sw if q_in > 1 else 1
+            oh, ow = _spatial(op.results[0])
+            q_out = row_buffer_lanes(q_out, sh, oh, ow, cycles_per_image(h, w, p))
         elif isinstance(op, (po2.ResidualAddOp, po2.ConcatOp)):
             q_b = lanes.get(op.rhs, 1)
             if q_b != q_in:

@@ -16,7 +16,7 @@ from hashiflex.golden.semantics import clamp_bounds
 from hashiflex.passes.to_hw.builder import Fifo
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, act_type, finish_outputs,
                                           input_sig, layer_report, lanes_entry, stream_module)
-from hashiflex.passes.to_hw.timing import StreamTiming, fifo_depth
+from hashiflex.passes.to_hw.timing import StreamTiming, fifo_depth, join_ready
 
 
 def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
@@ -50,5 +50,7 @@ def lower(op: po2.ResidualAddOp, name: str, options: LayerOptions) -> LayerHw:
     module = shell.finish({"out_valid": valid, "out_data": data}, report)
     timing = StreamTiming.of(np.maximum(ta.need, tb.need), ta.frame_pixels,
                              min(ta.lat_lo, tb.lat_lo) + latency,
-                             max(ta.lat_hi, tb.lat_hi) + latency)
+                             max(ta.lat_hi, tb.lat_hi) + latency,
+                             join_ready(ta, tb, latency))
     return LayerHw(module, latency, report, timing)
+

@@ -32,10 +32,15 @@ class StreamTiming:
     frame_pixels: int
     lat_lo: int
     lat_hi: int
+    #: the cycle of each item's valid at full rate (input beat k accepted in cycle k), when
+    #: it is not need + lat_hi (behind a row buffer, whose wait lat_hi only bounds)
+    ready: np.ndarray | None = None
 
     @classmethod
-    def of(cls, need, frame_pixels: int, lat_lo: int, lat_hi: int) -> StreamTiming:
-        return cls(np.asarray(need, dtype=np.int64), frame_pixels, lat_lo, lat_hi)
+    def of(cls, need, frame_pixels: int, lat_lo: int, lat_hi: int,
+           ready=None) -> StreamTiming:
+        return cls(np.asarray(need, dtype=np.int64), frame_pixels, lat_lo, lat_hi,
+                   None if ready is None else np.asarray(ready, dtype=np.int64))
 
     @classmethod
     def input(cls, frame_pixels: int) -> StreamTiming:
@@ -51,10 +56,25 @@ class StreamTiming:
         frames, k = np.divmod(np.asarray(index, dtype=np.int64), self.per_frame)
         return self.need[k] + frames * self.frame_pixels
 
+    def ready_of(self, index: np.ndarray) -> np.ndarray:
+        """The full-rate valid cycle of global item indices."""
+        index = np.asarray(index, dtype=np.int64)
+        if self.ready is None:
+            return self.needed(index) + self.lat_hi
+        frames, k = np.divmod(index, self.per_frame)
+        return self.ready[k] + frames * self.frame_pixels
+
     def after(self, latency: int, need=None) -> StreamTiming:
         """This stream through a layer of `latency` cycles (items needing `need` if given)."""
+        ready = None if self.ready is None or need is not None else self.ready + latency
         return StreamTiming.of(self.need if need is None else need, self.frame_pixels,
-                               self.lat_lo + latency, self.lat_hi + latency)
+                               self.lat_lo + latency, self.lat_hi + latency, ready)
+
+    def fired_by(self, latency: int, index: np.ndarray) -> StreamTiming:
+        """The stream of a layer whose item j fires on this stream's item `index[j]`."""
+        ready = None if self.ready is None else self.ready_of(index) + latency
+        return StreamTiming.of(self.needed(index), self.frame_pixels, self.lat_lo + latency,
+                               self.lat_hi + latency, ready)
 
 
 def fifo_depth(early: StreamTiming, late: StreamTiming) -> int:
@@ -71,3 +91,12 @@ def fifo_depth(early: StreamTiming, late: StreamTiming) -> int:
     late_need = late.needed(ks)
     pushed = np.searchsorted(early_need, late_need + slack, side="right")
     return int(max(1, (pushed - ks).max())) + 2
+
+
+def join_ready(ta: StreamTiming, tb: StreamTiming, latency: int):
+    """Full-rate valid cycles of a two-operand join (residual add, concat) when an operand is
+    behind a row buffer: the pop follows the later operand."""
+    if ta.ready is None and tb.ready is None:
+        return None
+    index = np.arange(ta.per_frame)
+    return np.maximum(ta.ready_of(index), tb.ready_of(index)) + latency

@@ -3,8 +3,7 @@ The zoo (nets.py) at several pixels per cycle, in the hw simulator (interpreters
 cycle by cycle, no Verilator: seconds per net): images streamed back to back, P pixels per
 beat (the last beat of a row partial where P does not divide the width), every logit equal
 to the golden model, the measured cycles per image and latency equal to the report's, the
-NPU never stalling. A net whose strides the lanes cannot follow yet must be refused with a
-one-line error naming the layer. Verilator runs of the same designs: test_flow.py (slow).
+NPU never stalling. Verilator runs of the same designs: test_flow.py (slow).
 """
 
 from __future__ import annotations
@@ -24,10 +23,12 @@ from hashiflex.packing import pack_beats, split_fields
 from hashiflex.passes.to_hw import design_report
 
 #: (net, P): odd widths (15, 11, 7, 9, 13) with partial last beats, strides 1 and 2,
-#: residuals; the default tier runs three (about 20 s), the rest are `slow`
-FAST = [("separable_1d", 2), ("stride2_valid", 4), ("mb_block_no_bn", 4)]
+#: residuals, row buffers (stride2_valid at 4 and 8: 2 and 4 copies -> 1 and 2 lanes), the
+#: lane widener (stride2_valid at 3); the default tier runs four, the rest are `slow`
+FAST = [("separable_1d", 2), ("stride2_valid", 4), ("mb_block_no_bn", 4), ("stride2_valid", 8)]
 SLOW = [("dw_residual", 2), ("dw_residual", 4), ("k5_asym_pad", 2), ("k5_asym_pad", 4),
-        ("stride2_valid", 2), ("requant_two_residuals", 4), ("top_left_pad", 2)]
+        ("stride2_valid", 2), ("requant_two_residuals", 4), ("top_left_pad", 2),
+        ("stride2_valid", 3)]
 CASES = FAST + [pytest.param(*case, marks=pytest.mark.slow) for case in SLOW]
 
 
@@ -61,7 +62,8 @@ def test_zoo_at_pixels_per_cycle(name, p):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,p", [("dw_residual", 4), ("k5_asym_pad", 2),
-                                    ("stride2_valid", 4), ("top_left_pad", 2)])
+                                    ("stride2_valid", 4), ("top_left_pad", 2),
+                                    ("stride2_valid", 8), ("stride2_valid", 3)])
 def test_zoo_at_pixels_per_cycle_in_verilator(name, p, tmp_path):
     """`hashiflex compile --pixels-per-cycle P` + `simulate --check` in Verilator."""
     design = api.compile(f"{NETS_FILE}:{name}", tmp_path / "design", pixels_per_cycle=p,

@@ -20,7 +20,8 @@ from hashiflex.interpreters.hw import HwSimulator
 from hashiflex.packing import pack_beats, split_fields
 from hashiflex.passes.po2_to_hw import Po2ToHwPass
 from hashiflex.passes.po2_unroll import Po2UnrollPass
-from hashiflex.passes.to_hw import LoweringError, design_report
+from hashiflex.passes.to_hw import design_report
+from hashiflex.passes.to_hw.lane_widener import widening
 from hashiflex.passes.to_hw.rates import (RateError, check_pixels_per_cycle, cycles_per_image,
                                           pixels_for_rate, stream_rates, supports)
 from hashiflex.tools.registry import make_context
@@ -40,7 +41,7 @@ def _stream_beats(sim: HwSimulator, images: np.ndarray, fmt: Format, lanes: int,
                   out_beats: int, rng: random.Random, gaps: bool = True) -> list[int]:
     """Drive images beat by beat through a top (random gaps), return `out_beats` out words."""
     beats = pack_beats(images, fmt.bits, lanes)
-    beats += [0] * (len(beats) // len(images) + 8)  # drain with zero beats
+    beats += [0] * (2 * len(beats) // len(images) + 8)  # drain with zero beats
     got: list[int] = []
     sim.step(rst=1, in_valid=0, in_data=0)
     i = 0
@@ -88,7 +89,10 @@ def test_rate_model_bad_input_and_rate_choice():
 
 
 def test_lanes_follow_the_strides():
-    """Stem stride 2 at P=4 -> 2 lanes; a later stride 2 -> 1; pooling -> 1."""
+    """
+    Stem stride 2x2 at P=4: 2 datapath copies, whose row bursts the row buffer serialises to
+    1 lane; at P=8: 4 copies -> 2 lanes; a later stride 2 -> 1; pooling -> 1.
+    """
     fmt = Format(8, False, 4)
     ops = {}
 
@@ -109,16 +113,14 @@ def test_lanes_follow_the_strides():
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     rates = stream_rates(fn.args[0], fn.body.block.ops, 4)
     assert rates.cycles_per_image == 32
+    assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [1, 1, 1]
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 8)
     assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [2, 1, 1]
-    with pytest.raises(RateError, match="layer 'stem': 3 pixels per cycle into a conv of "
-                                        "stride 2.*not supported yet"):
-        stream_rates(fn.args[0], fn.body.block.ops, 3)
-    # --images-per-second skips the P the strides cannot follow: 3 would do (48 cycles)
-    assert pixels_for_rate(1e9 / 48, 1000, 8, 16) == 3
+    # 3 lanes into stride 2: pairs of beats widened to 6 lanes -> 3 copies, 3 output lanes
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 3)
+    assert [rates.lanes[ops[k].output] for k in ("c1", "c2", "pool")] == [3, 3, 1]
     assert pixels_for_rate(1e9 / 48, 1000, 8, 16,
-                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 4
-    with pytest.raises(LoweringError, match="layer 'stem'"):
-        _lower(module, pixels_per_cycle=3)
+                           lambda p: supports(fn.args[0], list(fn.body.block.ops), p)) == 3
 
 
 # -- convs, beat by beat -----------------------------------------------------------------------
@@ -127,7 +129,7 @@ def test_lanes_follow_the_strides():
 def _conv_cases():
     for case, (in_shape, _, _, stride, _, _) in sorted(CONV_CASES.items()):
         for p in (2, 3, 4):
-            if p <= in_shape[2] and p % stride[1] == 0:
+            if p <= in_shape[2]:  # p not a multiple of sw: the lane widener
                 yield case, p
 
 
@@ -145,9 +147,13 @@ def test_conv_lanes_match_golden(case, p):
     images = _images(rng, in_shape, in_fmt, 3)
     want = golden.conv2d(images, conv)
     _lower(module, pixels_per_cycle=p)
-    q = p // stride[1]
+    q = p * widening(p, stride[1]) // stride[1]
     (layer,) = design_report(module)["layers"]
     assert layer.get("lanes", 1) == q
+    if layer.get("output_lanes", q) != q:  # the row buffer serialises the row bursts
+        assert stride[0] > 1 and q % stride[0] == 0
+        q //= stride[0]
+        assert layer["output_lanes"] == q and layer["row_buffer_depth"] >= 1
     oh, ow = want.shape[2:]
     words = _stream_beats(_sim(module, "main_top"), images, in_fmt, p, 3 * oh * -(-ow // q),
                           random.Random(p))
@@ -218,3 +224,81 @@ def test_partial_beats_and_dont_care_lanes():
     got = _unpack(words[:2 * 5 * 2], 2, 5, 7, p, 3, out_fmt)
     assert np.array_equal(got, want)
     assert not np.array_equal(want[0], golden.conv2d(images, conv)[0])  # the zeros mattered
+
+
+@pytest.mark.parametrize("p,gaps", [(4, True), (8, False), (8, True), (12, False), (6, True),
+                                    (5, False), (3, True)])
+def test_row_buffer_after_vertical_stride(p, gaps):
+    """
+    A stride-2 stem at P lanes: p/2 datapath copies whose output rows come in bursts; the
+    row buffer serialises them to p/4 lanes (p=6: 3 lanes, not a multiple of 2, stay; p odd:
+    the lane widener pairs beats, p copies, p lanes), a residual block and pooling follow at
+    those lanes. Bit-exact with the golden model, fed
+    at full rate (the row buffer's worst backlog) or with random gaps.
+    """
+    in_fmt = Format(8, False, 4)
+    rng = np.random.default_rng(5)
+    shape = (2, 10, 12)
+
+    def build(block):
+        stem = po2.Conv2dOp("stem", block.args[0], po2.ActType((2, 5, 6), Format(8, False, 3)),
+                            weights=rng.integers(-3, 4, size=(2, 2, 3, 3)).astype(np.int8),
+                            exp_base=[-1, 0], bias=[5, -5], stride=(2, 2),
+                            padding=(1, 1, 1, 1), act="relu")
+        c1, c2, add, rq = residual_block(stem.output, rng, Format(6, False, 1))
+        pool = po2.AvgPoolOp("pool", rq.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
+        block.add_ops([stem, c1, c2, add, rq, pool])
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, in_fmt))
+    images = _images(rng, shape, in_fmt, 4)
+    want = golden.run_int(module, images).reshape(4, 2)
+    _lower(module, pixels_per_cycle=p)
+    report = design_report(module)
+    stem = next(layer for layer in report["layers"] if layer["layer"] == "stem")
+    q = p * widening(p, 2) // 2
+    assert stem["lanes"] == q
+    assert stem.get("output_lanes", q) == (q // 2 if q % 2 == 0 else q)
+    assert report["top"]["cycles_per_image"] == 10 * -(-12 // p)
+    words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 4, random.Random(p),
+                          gaps=gaps)
+    got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_two_row_buffers_in_a_row(gaps):
+    """
+    MobileNetV2's pattern at P=16: a stride-2 conv (8 copies, row buffer -> 4 lanes), then a
+    stride-2 conv fed by those serialised bursts (2 copies, row buffer -> 1 lane), both row
+    buffers busy every cycle of the image at full rate; bit-exact, cycles per image 8.
+    """
+    in_fmt, mid_fmt = Format(8, False, 4), Format(8, False, 3)
+    rng = np.random.default_rng(9)
+    shape = (1, 8, 16)
+
+    def build(block):
+        a = po2.Conv2dOp("a", block.args[0], po2.ActType((2, 4, 8), mid_fmt),
+                         weights=rng.integers(-3, 4, size=(2, 1, 3, 3)).astype(np.int8),
+                         exp_base=[-1, 0], bias=[5, -5], stride=(2, 2),
+                         padding=(1, 1, 1, 1), act="relu")
+        b = po2.Conv2dOp("b", a.output, po2.ActType((2, 2, 4), mid_fmt),
+                         weights=rng.integers(-3, 4, size=(2, 2, 3, 3)).astype(np.int8),
+                         exp_base=[-1, -1], bias=[1, 2], stride=(2, 2),
+                         padding=(1, 1, 1, 1), act="relu")
+        pool = po2.AvgPoolOp("pool", b.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
+        block.add_ops([a, b, pool])
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, in_fmt))
+    images = _images(rng, shape, in_fmt, 4)
+    want = golden.run_int(module, images).reshape(4, 2)
+    _lower(module, pixels_per_cycle=16)
+    report = design_report(module)
+    lanes = {layer["layer"]: (layer["lanes"], layer["output_lanes"])
+             for layer in report["layers"] if layer["kind"] == "conv"}
+    assert lanes == {"a": (8, 4), "b": (2, 1)} and report["top"]["cycles_per_image"] == 8
+    words = _stream_beats(_sim(module, "net_top"), images, in_fmt, 16, 4, random.Random(1),
+                          gaps=gaps)
+    got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
