@@ -236,6 +236,11 @@ def share_terms(
         lead, tail, key = lead[shared], tail[shared], key[shared]
         threshold = max(2, int(count.max() * round_ratio))
         chosen = _greedy_matching(lead, tail, key, len(cur), len(uniq), threshold)
+        if not len(chosen) and threshold > 2:
+            # No key as frequent as the threshold kept that many occurrences through its
+            # conflicts: the rarer keys still share (stopping here lost up to 40 % on
+            # some MobileNetV2 layers).
+            chosen = _greedy_matching(lead, tail, key, len(cur), len(uniq), 2)
         if not len(chosen):
             break
         rounds += 1

@@ -159,3 +159,31 @@ def test_compile_rejects_bad_cse_depth(tmp_path):
     with pytest.raises(InputError, match="--cse-max-depth must be >= 1, got 0"):
         api.compile("tiny_cnn", tmp_path / "out", cse_max_depth=0)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("round_ratio", [0.8, 0.95])
+@pytest.mark.parametrize("seed,shape,density", [(0, (48, 8), 0.9), (1, (24, 64), 0.7)])
+def test_share_terms_stops_only_when_no_pair_repeats(round_ratio, seed, shape, density):
+    """
+    When `share_terms` stops, no two-term key (columns, shift difference, sign relation)
+    occurs twice in distinct rows or disjoint pairs: a round whose frequent keys all lost
+    their occurrences to conflicts must fall back to the rarer keys, not stop.
+    """
+    rng = np.random.default_rng(seed)
+    codes = _random_codes(rng, shape, density)
+    r, c = np.nonzero(codes)
+    v = codes[r, c].astype(np.int64)
+    sharing = share_terms(Terms(r, c, np.abs(v) - 1, np.sign(v)), shape[1], round_ratio=round_ratio)
+    t = sharing.terms
+    seen: dict[tuple, list[tuple[int, int, int]]] = {}
+    for row in np.unique(t.row):
+        idx = np.flatnonzero(t.row == row)
+        for i in idx:
+            for j in idx:
+                if (t.shift[i], t.col[i]) < (t.shift[j], t.col[j]):
+                    key = (t.col[i], t.col[j], t.shift[j] - t.shift[i], t.sign[i] * t.sign[j])
+                    seen.setdefault(key, []).append((row, i, j))
+    for key, uses in seen.items():
+        disjoint = {frozenset((i, j)) for _, i, j in uses}
+        # Two uses of one key that share no term could have been one more shared column.
+        assert not any(a.isdisjoint(b) for a in disjoint for b in disjoint if a != b), key
