@@ -46,6 +46,7 @@ from hashiflex.golden.semantics import bits_for_range
 from hashiflex.passes.to_hw.builder import HwBuilder, Sig, width_of
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, act_type,
                                           finish_outputs, lanes_entry, stream_module)
+from hashiflex.passes.to_hw.timing import StreamTiming
 
 
 @dataclass
@@ -469,10 +470,16 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
 def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw:
     """The conv's module; its output items exist from their trigger pixel on."""
     layer = ConvLowering(op, name, options).build()
+    layer.timing = output_timing(op, layer.latency, options)
+    return layer
+
+
+def output_timing(op: po2.UnrolledConv2dOp | po2.Conv2dOp, latency: int,
+                  options: LayerOptions) -> StreamTiming:
+    """The timing of a conv's output stream: its geometry and latency on its input's."""
     src = options.streams[op.input]
     geo = ConvGeometry.of(op, options.lanes_of(op.input))
-    layer.timing = src.after(layer.latency, src.needed(geo.triggers()))
-    return layer
+    return src.after(latency, src.needed(geo.triggers()))
 
 
 def reject_layer_level(op: po2.Conv2dOp, name: str, options: LayerOptions) -> LayerHw:

@@ -114,19 +114,20 @@ class NetworkLowering:
             raise LoweringError(f"layer '{lname}': only one po2.npu_linear is supported")
         name = "" if isinstance(lowered, po2.FlattenOp) else self.unique(lname)
         layer = lower_layer(lowered, name, self.options)
-        self.streams[op.results[0]] = layer.timing
         module = layer.module
-        self.plan.append(TopLayer(
-            name,
-            None if module is None else module.sym_name,
-            None if module is None else module.module_type,
-            layer.latency,
-            tuple(op.operands),
-            op.results[0],
-        ))
-        if isinstance(op, po2.NpuLinearOp):
-            self.npu = (op, layer.latency)
+        self.record(op, name, None if module is None else module.sym_name,
+                    None if module is None else module.module_type, layer.latency, layer.timing)
         return layer
+
+    def record(self, op: Operation, name: str, symbol: StringAttr | None,
+               module_type: hw.ModuleType | None, latency: int, timing: StreamTiming) -> None:
+        """What the top needs of a lowered layer (`lower`'s, or a module lowered elsewhere:
+        hashiflex/flow.py's worker processes, which name it `unique(layer_name(op))`)."""
+        self.streams[op.results[0]] = timing
+        self.plan.append(TopLayer(name, symbol, module_type, latency, tuple(op.operands),
+                                  op.results[0]))
+        if isinstance(op, po2.NpuLinearOp):
+            self.npu = (op, latency)
 
     def top(self) -> hw.HWModuleOp:
         fn = self.fn
