@@ -158,6 +158,7 @@ def main_cli(args: argparse.Namespace) -> None:
         for config in args.configs.split(","):
             row = {"model": name, **run_cli(spec, config, args.timeout)}
             rows.append(row)
+            _save_cli_rows([row])  # each run kept at once (a w1.0 run is long)
             print(f"{name} {config:6s} {' '.join(row['flags']):24s} {row['wall_seconds']:7.1f} s  "
                   f"peak {row['peak_tree_rss_mb']:6d} MB  design {row['design_mb_without_hw_ir']:.0f} MB"
                   f" + hw IR {row['hw_ir_mb'] or 0:.0f} MB  (load {row['loadavg_at_start'][0]})",
@@ -166,6 +167,10 @@ def main_cli(args: argparse.Namespace) -> None:
         after = [r for r in rows if r["model"] == name and r["config"] == "after"]
         if before and after:
             print(f"{name}: after/before wall {after[-1]['wall_seconds'] / before[-1]['wall_seconds']:.2f}")
+
+
+def _save_cli_rows(rows: list[dict]) -> None:
+    """Merge `rows` into compile.json's "cli_runs" (replacing the same model and config)."""
     path = HERE / "results" / "compile.json"
     payload = json.loads(path.read_text()) if path.exists() else {}
     measured = {(r["model"], r["config"]) for r in rows}
