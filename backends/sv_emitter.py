@@ -982,6 +982,23 @@ class SvFileWriter:
             _ModuleEmitter(op, self.symbols, out).emit()
         return path
 
+    def declare(self, sym_name: StringAttr, module_type: hw.ModuleType) -> Path:
+        """
+        Name a module as `add` would, without writing it (another process wrote its file:
+        hashiflex/flow.py's workers); returns the file `add` would have written.
+        """
+        _add_symbol(self.symbols, self.names,
+                    cast(hw.HWModuleOp, _Declared(sym_name, module_type)))
+        return self.directory / f"{self.symbols.modules[sym_name.data]}.sv"
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """What `_add_symbol` reads of a module: its symbol and its ports."""
+
+    sym_name: StringAttr
+    module_type: hw.ModuleType
+
 
 @dataclass(frozen=True)
 class SystemVerilogTarget(Target):

@@ -6,12 +6,29 @@ benchmarks/results/compile.json: wall time per phase, total, peak RSS, hw ops, a
 register bits. Targets (tracker): width 0.25 under 5 min and 6 GB; width 1.0 measured.
 
     python benchmarks/bench_compile.py [--models mobilenetv2_w025,mobilenetv2_w1]
+
+Section "cli" (`--cli`, issue 12): the `hashiflex compile` command itself, as a user runs it,
+once per configuration: "before" (`--jobs 1 --emit-hw-ir`: one process, the hw IR printed,
+as compile did before issue 12) and "after" (the defaults: `--jobs` = the cores, no hw IR),
+each: wall time to exit (so the teardown counts), the peak RSS of the process tree (the
+parent and its workers sampled together every 0.2 s from /proc), the design directory's size
+without the hw IR and the hw IR's, the phase lines it printed, and the load average. Written
+to benchmarks/results/compile.json under "cli_runs".
+
+    python benchmarks/bench_compile.py --cli [--models mobilenetv2_w025] [--configs before,after]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 from _harness import measure_in_subprocess, write_results
@@ -44,7 +61,8 @@ try:
     design = api.compile({spec!r}, out + '/design')
     total = time.perf_counter() - t
     report = design.report
-    hw_mb = (design.path / 'model.hw.mlir').stat().st_size / 2**20
+    hw = design.path / 'model.hw.mlir'
+    hw_mb = hw.stat().st_size / 2**20 if hw.exists() else 0.0
 finally:
     shutil.rmtree(out, ignore_errors=True)
 res = _times['flow']
@@ -57,11 +75,120 @@ FIGURES = dict(model={name!r}, compile_seconds=total, phases=phases, hw_ops=res.
 """
 
 
+CONFIGS = {
+    "before": ["--jobs", "1", "--emit-hw-ir"],  # one process, the hw IR printed
+    "after": [],  # the defaults: --jobs = the cores, no hw IR
+}
+
+
+def _tree_rss_mb(root: int) -> float:
+    """The summed resident memory of `root` and its descendants, now (from /proc)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        new = {pid for pid, ppid in parents.items() if ppid in tree and pid not in tree}
+        tree |= new
+        grew = bool(new)
+    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+def _dir_mb(path: Path, skip: str | None = None) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*")
+               if f.is_file() and f.name != skip) / 2**20
+
+
+def run_cli(spec: str, config: str, timeout: float) -> dict:
+    """One `hashiflex compile` as a user runs it: wall to exit, peak tree RSS, sizes."""
+    out = Path(tempfile.mkdtemp(prefix="bench_compile_cli_")) / "design"
+    cli = Path(sys.executable).parent / "hashiflex"
+    load = os.getloadavg()
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(cli), "compile", spec, "--out", str(out), *CONFIGS[config]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        done.set()
+        sampler.join()
+    wall = time.perf_counter() - start
+    try:
+        if proc.returncode != 0:
+            raise RuntimeError(f"hashiflex compile failed:\n{stderr[-4000:]}")
+        hw = out / "model.hw.mlir"
+        return {
+            "config": config,
+            "flags": CONFIGS[config],
+            "wall_seconds": round(wall, 1),
+            "peak_tree_rss_mb": round(peak[0]),
+            "design_mb_without_hw_ir": round(_dir_mb(out, skip="model.hw.mlir"), 1),
+            "hw_ir_mb": round(hw.stat().st_size / 2**20, 1) if hw.exists() else None,
+            "phase_lines": [line for line in stderr.splitlines() if "phases" in line],
+            "loadavg_at_start": [round(x, 1) for x in load],
+            "loadavg_at_end": [round(x, 1) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def main_cli(args: argparse.Namespace) -> None:
+    rows = []
+    for name in args.models.split(","):
+        spec = f"{HERE / 'models.py'}:{name}"
+        for config in args.configs.split(","):
+            row = {"model": name, **run_cli(spec, config, args.timeout)}
+            rows.append(row)
+            _save_cli_rows([row])  # each run kept at once (a w1.0 run is long)
+            print(f"{name} {config:6s} {' '.join(row['flags']):24s} {row['wall_seconds']:7.1f} s  "
+                  f"peak {row['peak_tree_rss_mb']:6d} MB  design {row['design_mb_without_hw_ir']:.0f} MB"
+                  f" + hw IR {row['hw_ir_mb'] or 0:.0f} MB  (load {row['loadavg_at_start'][0]})",
+                  flush=True)
+        before = [r for r in rows if r["model"] == name and r["config"] == "before"]
+        after = [r for r in rows if r["model"] == name and r["config"] == "after"]
+        if before and after:
+            print(f"{name}: after/before wall {after[-1]['wall_seconds'] / before[-1]['wall_seconds']:.2f}")
+
+
+def _save_cli_rows(rows: list[dict]) -> None:
+    """Merge `rows` into compile.json's "cli_runs" (replacing the same model and config)."""
+    path = HERE / "results" / "compile.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    measured = {(r["model"], r["config"]) for r in rows}
+    old = [r for r in payload.get("cli_runs", []) if (r["model"], r["config"]) not in measured]
+    payload = {k: v for k, v in payload.items() if k not in ("benchmark", "python", "machine", "date")}
+    write_results("compile", {**payload, "cli_runs": old + rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="mobilenetv2_w025,mobilenetv2_w1")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--cli", action="store_true", help="the section 'cli' (see above)")
+    parser.add_argument("--configs", default="before,after")
     args = parser.parse_args()
+    if args.cli:
+        main_cli(args)
+        return
     rows = []
     for name in args.models.split(","):
         spec = f"{HERE / 'models.py'}:{name}"
@@ -77,11 +204,12 @@ def main() -> None:
     # Keep the runs of the models not measured this time (one model per invocation is
     # common: width 1.0 takes long).
     previous = HERE / "results" / "compile.json"
+    kept = {}
     if previous.exists():
         measured = {r["model"] for r in rows}
-        old = json.loads(previous.read_text()).get("runs", [])
-        rows = [r for r in old if r.get("model") not in measured] + rows
-    write_results("compile", {"runs": rows})
+        kept = json.loads(previous.read_text())
+        rows = [r for r in kept.get("runs", []) if r.get("model") not in measured] + rows
+    write_results("compile", {"cli_runs": kept.get("cli_runs", []), "runs": rows})
 
 
 if __name__ == "__main__":

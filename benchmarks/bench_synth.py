@@ -83,7 +83,7 @@ def run_design(design: Path, *, jobs: int | None, cache: Path, budget_s: float |
     manifest = json.loads((design / "design.json").read_text())
     files = sorted((design / f for f in manifest["files"]["sv"]), key=lambda p: p.stat().st_size)
     # The estimate as the current cell model makes it (what `hashiflex compile` writes).
-    estimate = estimated_section(design, report, [p.stem for p in files])
+    estimate = estimated_section(report, [p.stem for p in files], synth.module_features(design))
     estimated = {r["module"]: r for r in estimate["modules"]}
     start = time.perf_counter()
     done: list[str] = []

@@ -175,16 +175,20 @@ class Design:
         return json.loads((self.path / "report.json").read_text())
 
     def file(self, key: str) -> Path:
-        return self.path / self.manifest["files"][key]
+        files = self.manifest["files"]
+        if key == "hw" and key not in files:
+            raise DesignError(f"'{self.path}' has no hw IR: compile it with --emit-hw-ir")
+        return self.path / files[key]
 
 
 def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], sv_files,
-                    pixels_per_cycle: int = 1) -> dict:
+                    pixels_per_cycle: int = 1, hw_file: str | None = "model.hw.mlir") -> dict:
     """
     `design.json`: what later commands need without parsing IR: the input's shape and
     number format (to quantise and pack pixels), the NPU's size and widths (to load
     weights), the top's ports (for the harness) and the files of the design.
     `network_input` is the po2.act type of the image, `npu` the po2.npu_linear op.
+    `hw_file`: the hw IR file (None: not written, `compile` without --emit-hw-ir).
     """
     classes, features = npu.weight_matrix.shape
     fmt = network_input.fmt
@@ -205,7 +209,7 @@ def design_manifest(name: str, top: str, network_input, npu, ports: list[dict], 
         "files": {
             "sv": [f"rtl/{f.name}" for f in sv_files],
             "po2": "model.po2.mlir",
-            "hw": "model.hw.mlir",
+            **({"hw": hw_file} if hw_file is not None else {}),
             "params": "params.npz",
             "report": "report.json",
         },
@@ -305,6 +309,8 @@ def check_manifest(m: dict, where: Path) -> None:
             and f.endswith(".sv") for f in sv)):
         raise bad("files.sv", "must list rtl/NAME.sv files inside the design")
     for key in ("po2", "hw", "params", "report"):
+        if key == "hw" and key not in files:  # the hw IR is written only with --emit-hw-ir
+            continue
         if not (isinstance(files.get(key), str) and FILE_NAME.fullmatch(files[key])):
             raise bad(f"files.{key}", "must be a file name inside the design")
 

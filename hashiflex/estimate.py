@@ -1,6 +1,6 @@
 """
 Estimated area and fmax per module, from the calibrated cell model (backends/cell_model.py)
-and what the compiler knows about each module: its adders' widths (from the hw IR), its
+and what the compiler knows about each module: its adders' widths (counted on the hw IR), its
 register bits and its adder levels per pipeline stage (from report.json). Written into
 report.json by `hashiflex compile` as a `synth` section marked `"estimated": true`; `hashiflex
 synth` replaces it module by module with measured numbers (rows with `"estimated": false`).
@@ -50,12 +50,18 @@ def estimate_module(module: str, features: dict | None, report: dict) -> dict:
     }
 
 
-def estimated_section(design: Path, report: dict, modules: list[str]) -> dict:
-    """The `synth` section of a freshly compiled design: every module estimated."""
-    from hashiflex.synth import module_features
-
-    features = module_features(Path(design))
-    rows = [estimate_module(m, features.get(m), report) for m in modules]
+def estimated_section(report: dict, modules: list[str], features: dict[str, dict]) -> dict:
+    """
+    The `synth` section of a freshly compiled design: every module estimated from its
+    `features` (hashiflex/flow.module_features), which each row keeps for `hashiflex synth`
+    (it re-estimates the modules it does not synthesise; the hw IR is optional).
+    """
+    rows = []
+    for m in modules:
+        row = estimate_module(m, features.get(m), report)
+        if m in features:
+            row["features"] = features[m]
+        rows.append(row)
     slowest = min(rows, key=lambda r: r["fmax_mhz"])
     return {
         "library": LIBRARY,

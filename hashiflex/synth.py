@@ -205,8 +205,13 @@ def module_features(design: Path) -> dict[str, dict]:
     and the register bits (seq.compreg): the inputs of the estimate model. One regular-
     expression scan (the hw IR of a large network is hundreds of MB)."""
     hw = design / "model.hw.mlir"
-    if not hw.is_file():
-        return {}
+    if not hw.is_file():  # compiled without --emit-hw-ir: the features compile counted
+        try:
+            rows = json.loads((design / "report.json").read_text())["synth"]["modules"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {r["module"]: r["features"] for r in rows
+                if isinstance(r, dict) and isinstance(r.get("features"), dict)}
     out: dict[str, dict] = {}
     current = None
     for m in _FEATURE.finditer(hw.read_text()):
@@ -333,6 +338,10 @@ def synth(
             row = dict(previous[module], cached=True)
         else:
             row = estimate_module(module, features.get(module), report)
+        # the features of a module stay with it (the next partial run estimates from them)
+        kept = features.get(module) or previous.get(module, {}).get("features")
+        if kept is not None:
+            row["features"] = kept
         rows.append(row)
     measured = [r for r in rows if not r["estimated"]]
     section = {

@@ -4,7 +4,7 @@
 
     hashiflex import SPEC --out FILE.mlir [--calib X.npy] [quantisation options]
     hashiflex golden FILE.mlir --inputs X.npy --out Y.npz
-    hashiflex compile SPEC --out DIR [--calib X.npy] [--clock-mhz 1000] [...]
+    hashiflex compile SPEC --out DIR [--calib X.npy] [--jobs N] [--emit-hw-ir] [...]
     hashiflex train SPEC --data X.npy --labels y.npy --out CKPT.pt [--epochs 10] [...]
     hashiflex sensitivity SPEC --data X.npy --labels y.npy --out DIR [--qat-epochs N] [...]
     hashiflex simulate DIR --inputs X.npy [--out Y.npz] [--check] [--weights W.npz]
@@ -21,6 +21,7 @@ shipped example (`hashiflex examples` lists them) or a checkpoint written by `ha
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -133,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cse-max-depth", type=int, default=2,
         help="adder depth bound of the subexpressions po2-cse shares (default 2: one pipeline stage at the default --levels-per-stage)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None,
+        help="worker processes lowering and emitting the layers (default: the number of cores)",
+    )
+    p.add_argument(
+        "--emit-hw-ir", action="store_true",
+        help="also write the hw IR (model.hw.mlir: large, 631 MB for MobileNetV2 w1.0)",
     )
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
@@ -304,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 cse=args.cse,
                 cse_max_depth=args.cse_max_depth,
+                jobs=args.jobs,
+                emit_hw_ir=args.emit_hw_ir,
                 **_quant_kwargs(args),
             )
         case "train":
@@ -367,9 +378,22 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     from hashiflex.errors import run_entry_point, split_debug_flag
 
+    console = argv is None  # the console script (tests call main(argv) in their process)
     argv, debug = split_debug_flag(argv)
     args = build_parser().parse_args(argv)
-    run_entry_point(f"hashiflex {args.command}", lambda: run(args), debug)
+
+    def body() -> int:
+        code = run(args)
+        if console and args.command == "compile":
+            # Every file is closed and the design directory in place: leave without
+            # tearing down the heap (torch, the model, the IR's leftovers), which took
+            # Python a minute and more for MobileNetV2 w1.0.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
+
+    run_entry_point(f"hashiflex {args.command}", body, debug)
 
 
 if __name__ == "__main__":

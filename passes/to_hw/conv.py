@@ -50,6 +50,7 @@ from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, LoweringError, 
 from hashiflex.passes.to_hw.lane_widener import LaneWidener, widening
 from hashiflex.passes.to_hw.rates import row_buffer_lanes
 from hashiflex.passes.to_hw.row_buffer import LATENCY as ROW_BUFFER_LATENCY, RowBufferPlan
+from hashiflex.passes.to_hw.timing import StreamTiming
 
 
 @dataclass
@@ -523,6 +524,28 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
         beats = src.fired_by(layer.latency - ROW_BUFFER_LATENCY, triggers)
         layer.timing = plan.timing(beats)
     return layer
+
+
+def lowers_alone(op: po2.UnrolledConv2dOp | po2.Conv2dOp, options: LayerOptions) -> bool:
+    """Whether the conv's module depends only on its op and `options`' scalars (adder
+    levels, clock, input lanes, frame), not on the stream timing, and its output timing
+    is `output_timing`'s: no lane widener, no row buffer. (Multicycle trees also read the
+    timing: hashiflex/flow.py checks them after the fact.) A worker process can lower it."""
+    lanes = options.lanes_of(op.input)
+    if widening(lanes, op.stride[1]) > 1:
+        return False
+    geo = ConvGeometry.of(op, lanes)
+    return row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,
+                            options.frame_pixels) == geo.out_lanes
+
+
+def output_timing(op: po2.UnrolledConv2dOp | po2.Conv2dOp, latency: int,
+                  options: LayerOptions) -> StreamTiming:
+    """The timing of the output stream of a conv that `lowers_alone`: its geometry and
+    latency on its input's stream (as `lower` computes it)."""
+    src = options.streams[op.input]
+    geo = ConvGeometry.of(op, options.lanes_of(op.input))
+    return src.fired_by(latency, geo.triggers())
 
 
 def reject_layer_level(op: po2.Conv2dOp, name: str, options: LayerOptions) -> LayerHw:

@@ -63,6 +63,21 @@ def multicycle_plan(op, geo, options) -> tuple[int, int]:
     return (k, n) if n <= k else (0, 1)
 
 
+def multicycle_settle(op, geo, options) -> int | None:
+    """The cycles N the unpipelined trees of conv `op` would need, if it is a candidate for
+    multicycle trees whatever its input's timing (`multicycle_plan` then compares N with
+    the input interval); None otherwise. For lowerings done without the stream timing
+    (hashiflex/flow.py's worker processes)."""
+    from hashiflex.dialects import po2
+
+    if not isinstance(op, po2.UnrolledConv2dOp):
+        return None
+    if options.levels_per_stage or not geo.pointwise or geo.lanes != 1 or geo.out_lanes != 1:
+        return None
+    levels, width = region_path(op.body.block)
+    return settle_cycles(levels, width, options.clock_mhz)
+
+
 def region_path(block) -> tuple[int, int]:
     """An upper bound on the adder levels of an unrolled region's longest path and on its
     adders' width (the result types' widths; constant low zeros not discounted)."""

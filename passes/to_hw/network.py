@@ -99,12 +99,17 @@ class NetworkLowering:
         self.npu: tuple[po2.NpuLinearOp, int] | None = None  # the NPU op and its latency
 
     def unique(self, name: str) -> str:
+        cand = self.peek_unique(name)
+        self.used_names.add(cand)
+        return cand
+
+    def peek_unique(self, name: str) -> str:
+        """The module name `unique` would give `name` next, without taking it."""
         base, i = sv_name(name), 1
         cand = base
         while cand in self.used_names:
             i += 1
             cand = f"{base}_{i}"
-        self.used_names.add(cand)
         return cand
 
     def layers(self) -> Iterator[Operation]:
@@ -123,20 +128,22 @@ class NetworkLowering:
         wiring = isinstance(lowered, (po2.FlattenOp, po2.SelectChannelsOp))
         name = "" if wiring else self.unique(lname)
         layer = lower_layer(lowered, name, self.options)
-        self.streams[op.results[0]] = layer.timing
         module = layer.module
-        self.plan.append(TopLayer(
-            name,
-            None if module is None else module.sym_name,
-            None if module is None else module.module_type,
-            layer.latency,
-            tuple(op.operands),
-            op.results[0],
-            layer.wire,
-        ))
-        if isinstance(op, po2.NpuLinearOp):
-            self.npu = (op, layer.latency)
+        self.record(op, name, None if module is None else module.sym_name,
+                    None if module is None else module.module_type, layer.latency, layer.timing,
+                    layer.wire)
         return layer
+
+    def record(self, op: Operation, name: str, symbol: StringAttr | None,
+               module_type: hw.ModuleType | None, latency: int, timing: StreamTiming,
+               wire=None) -> None:
+        """What the top needs of a lowered layer (`lower`'s, or a module lowered elsewhere:
+        hashiflex/flow.py's worker processes, which name it `unique(layer_name(op))`)."""
+        self.streams[op.results[0]] = timing
+        self.plan.append(TopLayer(name, symbol, module_type, latency, tuple(op.operands),
+                                  op.results[0], wire))
+        if isinstance(op, po2.NpuLinearOp):
+            self.npu = (op, latency)
 
     def top(self) -> hw.HWModuleOp:
         fn = self.fn

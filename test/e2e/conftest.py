@@ -42,7 +42,8 @@ class DesignCache:
         key = f"zoo-{name}"
         if key not in self.designs:
             self.designs[key] = api.compile(
-                f"{NETS_FILE}:{name}", self.root / key, calib=nets.calibration(name)
+                f"{NETS_FILE}:{name}", self.root / key, calib=nets.calibration(name),
+                emit_hw_ir=True,  # the CIRCT cross-check reads it
             )
         return self.designs[key]
 
@@ -51,7 +52,7 @@ class DesignCache:
 
         key = f"example-{name}"
         if key not in self.designs:
-            self.designs[key] = api.compile(name, self.root / key)
+            self.designs[key] = api.compile(name, self.root / key, emit_hw_ir=True)
         return self.designs[key]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from hashiflex.backends import cell_model
 from hashiflex.estimate import estimate_module, estimated_section
+from hashiflex.synth import module_features
 
 
 def test_fit_stays_near_the_measured_table():
@@ -45,7 +46,7 @@ def test_estimate_rows_are_marked(tmp_path):
         "}\n"
     )
     report = {"layers": [{"module": "conv", "register_bits": 12, "comb_adder_levels": 2}]}
-    section = estimated_section(tmp_path, report, ["conv"])
+    section = estimated_section(report, ["conv"], module_features(tmp_path))
     row = section["modules"][0]
     assert section["estimated"] and row["estimated"] and row["cells"] is None
     assert row["area_um2"] == pytest.approx(cell_model.module_area_um2(21, 12), abs=0.1)
