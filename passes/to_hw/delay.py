@@ -33,19 +33,14 @@ levels or wider than 32 bits) the least-squares plane through it is used.
 
 from __future__ import annotations
 
+# The measured (levels, width) -> ns table and the least-squares plane through it
+# (delay = A + B * levels + C * width): one table, kept with the cell model.
+from hashiflex.backends.cell_model import ADDER_TREE_DELAY_NS, DELAY_FIT_NS
+
 CLK_TO_Q_NS = 0.1109
 SETUP_NS = 0.0398
 REGISTER_OVERHEAD_NS = CLK_TO_Q_NS + SETUP_NS
 
-#: (levels, width) -> ns, measured (see the module docstring).
-ADDER_TREE_DELAY_NS: dict[tuple[int, int], float] = {
-    (1, 8): 0.295, (1, 12): 0.394, (1, 16): 0.510, (1, 20): 0.604, (1, 24): 0.716, (1, 32): 0.913,
-    (2, 8): 0.536, (2, 12): 0.607, (2, 16): 0.756, (2, 20): 0.937, (2, 24): 1.119, (2, 32): 1.518,
-    (3, 8): 0.620, (3, 12): 0.712, (3, 16): 0.847, (3, 20): 1.055, (3, 24): 1.156, (3, 32): 1.443,
-    (4, 8): 0.857, (4, 12): 1.002, (4, 16): 1.109, (4, 20): 1.288, (4, 24): 1.343, (4, 32): 1.708,
-}
-#: delay = A + B * levels + C * width (ns), the least-squares plane through the table.
-DELAY_FIT_NS = (-0.2233, 0.1998, 0.03442)
 _WIDTHS = (8, 12, 16, 20, 24, 32)
 _MAX_TABLE_LEVELS = 4
 #: Measured Po2 layer trees over the calibration table (see the module docstring).

@@ -135,6 +135,10 @@ def _fail() -> int:
     raise ValueError("bad module")
 
 
+# Slow tier: in one full fast-tier run on a loaded machine this test hung (both workers
+# dead, the nannies' restarts never answered); it passed when run alone. Kept out of the
+# default tier until run_jobs has an overall Dask deadline.
+@pytest.mark.slow
 def test_dask_worker_death_is_retried_then_reported(cluster, tmp_path):
     batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)), jobs.Job("raises", _fail)]
     report = jobs.run_jobs(batch, scheduler=cluster, progress=False, retries=1)
