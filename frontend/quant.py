@@ -595,34 +595,33 @@ def _pad_fill(x: torch.Tensor, padding: tuple[int, int, int, int], value: float)
     return F.pad(x, (left, right, top, bottom), value=value) if any(padding) else x
 
 
-class FqMaxPool2d(FqOp):
-    """Max pooling; padding is -inf (every window holds an image pixel); format unchanged,
-    so the quantised input's values pass through exactly."""
-
-    kind = "maxpool"
+class FqWindowPool(FqOp):
+    """Base of the windowed pooling ops: a KHxKW window, its stride and the padding
+    (top, left, bottom, right; ceil_mode included)."""
 
     def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
                  kernel: tuple[int, int], stride: tuple[int, int],
                  padding: tuple[int, int, int, int]):
         super().__init__(name, inputs, shape)
         self.kernel, self.stride, self.padding = tuple(kernel), tuple(stride), tuple(padding)
+
+
+class FqMaxPool2d(FqWindowPool):
+    """Max pooling; padding is -inf (every window holds an image pixel); format unchanged,
+    so the quantised input's values pass through exactly."""
+
+    kind = "maxpool"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.max_pool2d(_pad_fill(x, self.padding, -math.inf), self.kernel, self.stride)
         return self._record(y) if not self.quantize else y
 
 
-class FqAvgPool2d(FqOp):
+class FqAvgPool2d(FqWindowPool):
     """Windowed average (count_include_pad): the exact window sum (a depthwise conv of
     ones, exact in float64) times avgpool_constants(KH*KW), then the output rounding."""
 
     kind = "avgpool2d"
-
-    def __init__(self, name: str, inputs: Sequence[str], shape: tuple[int, ...],
-                 kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int, int, int]):
-        super().__init__(name, inputs, shape)
-        self.kernel, self.stride, self.padding = tuple(kernel), tuple(stride), tuple(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp = _pad_fill(x, self.padding, 0.0)
