@@ -20,11 +20,11 @@ torch.manual_seed(0)
 model = mobilenetv2(width_mult={width}, input_size=32, num_classes=10, in_channels=3).eval()
 calib = np.random.default_rng(0).random(({calib}, 3, 32, 32), dtype=np.float32)
 import hashiflex.frontend.quant as quant
-from hashiflex.frontend.importer import graph_to_po2
 t = time.perf_counter()
 q = quant.quantize_ptq(model, torch.from_numpy(calib))
 t_quant = time.perf_counter() - t
-module = graph_to_po2(q.graph, "mobilenetv2")
+q.name = "mobilenetv2"
+module = q.module
 api.print_ir(module, "/tmp/bench_import.mlir")
 weights = sum(int(np.prod(p.shape)) for n, p in model.named_parameters() if p.dim() == 4)
 FIGURES = dict(width={width}, conv_weights=weights, quantise_seconds=t_quant)

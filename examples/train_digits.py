@@ -12,8 +12,8 @@ trains in about a minute on 2 cores.
 Everything is deterministic: fixed seeds, a fixed torch thread count (``--threads``, default
 1: on the shared 2-core machine two OpenMP threads ran these small convs 10x slower under
 load, and gain little when idle), deterministic algorithms, deterministic augmentation (random shifts of up to 2 pixels drawn from a seeded generator). PTQ and QAT
-accuracies are measured with the *integer* reference executor ``run_graph_int`` on the
-exported layer records (the fake-quant model agrees bit for bit, see the tests).
+accuracies are measured with the *integer* golden model on the exported po2 IR (the
+fake-quant model agrees bit for bit, see the tests).
 
 Checkpoints (``examples/checkpoints/``): the float ``state_dict`` (float32) and the QAT
 ``Po2FakeQuantModel`` state_dict with weights snapped to their quantised values and stored
@@ -133,13 +133,13 @@ def run_model(name: str, data, settings: dict, log: list[str]) -> dict:
     t_qat = time.time() - t1
     save_qat(qat, spec.qat_checkpoint)
     acc_qat = int_accuracy(qat, x_test, y_test)
-    convs = [l for l in qat.graph if type(l).__name__ == "Conv2d"]
+    convs = [l.weight_codes for l in qat.layers if l.name == "po2.conv2d"]
     result = dict(
         model=name, fp32=fp32, ptq=acc_ptq, qat=acc_qat, test_size=len(y_test),
         train_size=len(y_train), float_seconds=round(t_float, 1),
         qat_seconds=round(t_qat, 1),
-        conv_weights=int(sum(l.weight.size for l in convs)),
-        zero_weights=float(np.mean(np.concatenate([l.weight.ravel() == 0 for l in convs]))),
+        conv_weights=int(sum(w.size for w in convs)),
+        zero_weights=float(np.mean(np.concatenate([w.ravel() == 0 for w in convs]))),
         checkpoint_bytes=spec.checkpoint.stat().st_size,
         qat_checkpoint_bytes=spec.qat_checkpoint.stat().st_size,
     )

@@ -1,20 +1,20 @@
 """
-Quantised graph -> layer-level po2 IR.
+Calibrated fake-quant model -> layer-level po2 IR.
 
-The quantiser (`frontend/quant.py`) produces a list of layer records in topological order;
-this module turns them into one `func.func` of po2 ops. Every op keeps its fx node name as
-its `layer` and as its location (`loc("features.3.conv")`, printed with
-`--print-debuginfo`), so an error in the IR or a name in the generated hardware points
-back at the model.
+The quantiser (`frontend/quant.py`) leaves a `Po2FakeQuantModel`: its ops in topological
+order, each with its output format. Each op builds its own po2 op (`Fq*.to_po2`, from the
+same integers its fake-quant forward uses); this module wires them into one `func.func`.
+Every op keeps its fx node name as its `layer` and as its location
+(`loc("features.3.conv")`, printed with `--print-debuginfo`), so an error in the IR or a
+name in the generated hardware points back at the model.
 """
 
 from __future__ import annotations
 
-
 from xdsl.builder import Builder
 from xdsl.dialects.builtin import ModuleOp, NameLoc, StringAttr, UnknownLoc
 from xdsl.dialects.func import FuncOp, FunctionType, ReturnOp
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from hashiflex.dialects import po2
@@ -23,7 +23,7 @@ from hashiflex.names import legal_chars
 
 
 class ImportError_(ValueError):
-    """The quantised graph cannot be expressed in po2 IR (names the layer)."""
+    """The quantised model cannot be expressed in po2 IR (names the layer)."""
 
 
 def _symbol(name: str) -> str:
@@ -31,32 +31,39 @@ def _symbol(name: str) -> str:
     return legal_chars(name) or "net"
 
 
-def graph_to_po2(graph: list[quant.Layer], name: str = "net") -> ModuleOp:
-    """Build a module holding `@name`, the network as layer-level po2 ops."""
-    if not graph or not isinstance(graph[0], quant.Input):
-        raise ImportError_("a quantised graph starts with its Input record")
-    first = graph[0]
-    in_type = po2.ActType(first.shape, first.fmt)
+def fake_quant_to_po2(fq: quant.Po2FakeQuantModel, name: str = "net") -> ModuleOp:
+    """Build a module holding `@name`, the calibrated network as layer-level po2 ops."""
+    ops = list(fq.ops)
+    if not ops or not isinstance(ops[0], quant.FqInput):
+        raise ImportError_("a quantised model starts with its input op")
+    if any(op.fmt is None for op in ops[:-1]):
+        uncalibrated = next(op for op in ops if op.fmt is None)
+        raise ImportError_(f"layer '{uncalibrated.op_name}' has no format: calibrate first")
+    first = ops[0]
+    in_type = first.result_type()
     block = Block(arg_types=[in_type])
     builder = Builder(InsertPoint.at_end(block))
-    values: dict[str, SSAValue] = {first.name: block.args[0]}
+    values: dict[str, SSAValue] = {first.op_name: block.args[0]}
     last: SSAValue = block.args[0]
 
-    for layer in graph[1:]:
+    for fq_op in ops[1:]:
         try:
-            operands = [values[i] for i in layer.inputs]
+            operands = [values[i] for i in fq_op.inputs]
         except KeyError as missing:
-            raise ImportError_(f"layer '{layer.name}' reads {missing}, which is not defined before it")
-        op = _layer_op(layer, operands)
-        op.location = NameLoc(StringAttr(layer.name), UnknownLoc())
+            raise ImportError_(f"layer '{fq_op.op_name}' reads {missing}, which is not defined before it")
+        try:
+            op = fq_op.to_po2(operands)
+        except (ValueError, OverflowError) as error:
+            raise ImportError_(f"layer '{fq_op.op_name}': {error}") from None
+        op.location = NameLoc(StringAttr(fq_op.op_name), UnknownLoc())
         builder.insert(op)
         result = op.results[0]
-        if isinstance(result.type, po2.ActType) and result.type.dims != tuple(layer.shape):
+        if isinstance(result.type, po2.ActType) and result.type.dims != tuple(fq_op.shape):
             raise ImportError_(
-                f"layer '{layer.name}': the quantiser says shape {list(layer.shape)}, the "
+                f"layer '{fq_op.op_name}': the quantiser says shape {list(fq_op.shape)}, the "
                 f"po2 op computes {list(result.type.dims)}"
             )
-        values[layer.name] = result
+        values[fq_op.op_name] = result
         last = result
 
     builder.insert(ReturnOp(last))
@@ -68,58 +75,3 @@ def graph_to_po2(graph: list[quant.Layer], name: str = "net") -> ModuleOp:
     module = ModuleOp([func])
     module.verify()
     return module
-
-
-def _act_type(layer: quant.Layer) -> po2.ActType:
-    return po2.ActType(layer.shape, layer.fmt)
-
-
-def _layer_op(layer: quant.Layer, operands: list[SSAValue]) -> Operation:
-    match layer:
-        case quant.Conv2d():
-            return po2.Conv2dOp(
-                layer.name,
-                operands[0],
-                _act_type(layer),
-                weights=layer.weight,
-                exp_base=[int(e) for e in layer.exp_base],
-                bias=[int(b) for b in layer.bias],
-                stride=tuple(layer.stride),
-                padding=tuple(layer.padding),
-                groups=layer.groups,
-                act=layer.act,
-                exp_bits=layer.exp_bits,
-            )
-        case quant.Add():
-            return po2.ResidualAddOp(layer.name, operands[0], operands[1], _act_type(layer), layer.act)
-        case quant.Requant():
-            return po2.RequantOp(layer.name, operands[0], _act_type(layer), layer.act)
-        case quant.AvgPool():
-            return po2.AvgPoolOp(layer.name, operands[0], _act_type(layer))
-        case quant.Flatten():
-            return po2.FlattenOp(layer.name, operands[0])
-        case quant.MaxPool2d():
-            return po2.MaxPool2dOp(layer.name, operands[0], _act_type(layer), kernel=layer.kernel,
-                                   stride=layer.stride, padding=layer.padding)
-        case quant.AvgPool2d():
-            return po2.AvgPool2dOp(layer.name, operands[0], _act_type(layer), kernel=layer.kernel,
-                                   stride=layer.stride, padding=layer.padding)
-        case quant.LeakyRelu():
-            return po2.LeakyReluOp(layer.name, operands[0], _act_type(layer), layer.slope_shift)
-        case quant.Clamp():
-            return po2.ClampOp(layer.name, operands[0], _act_type(layer), layer.lo, layer.hi)
-        case quant.Concat():
-            return po2.ConcatOp(layer.name, operands[0], operands[1], _act_type(layer))
-        case quant.SelectChannels():
-            return po2.SelectChannelsOp(layer.name, operands[0], layer.channels)
-        case quant.NpuLinear():
-            return po2.NpuLinearOp(
-                layer.name,
-                operands[0],
-                weights=layer.weight,
-                bias=[int(b) for b in layer.bias],
-                weight_frac=layer.weight_frac,
-                weight_bits=layer.weight_bits,
-                bias_bits=layer.bias_bits,
-            )
-    raise ImportError_(f"layer '{layer.name}': no po2 op for a {type(layer).__name__} record")

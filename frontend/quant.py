@@ -1,45 +1,19 @@
 """Po2 quantisation of float PyTorch CNNs: trace, fold, calibrate, fake-quantise, export.
 
-This is the front half of the compiler. It turns a trained float ``nn.Module`` into
+This is the front half of the compiler. It turns a trained float ``nn.Module`` into a
+**fake-quant torch model** (:class:`Po2FakeQuantModel`): one ``Fq*`` op per po2 layer op of
+docs/semantics.md, computing in float with straight-through gradients (for QAT), and, once
+calibrated, exporting itself as **layer-level po2 IR**: each ``Fq*`` op's ``to_po2`` builds
+its po2 op (frontend/importer.py assembles the func). The integers of the IR (weight codes,
+biases, formats, bounds) come from the same functions the fake-quant forward uses
+(``Fq*.quantized_params``, ``FqClamp.int_bounds``), so the two cannot drift apart; evaluated
+in float64, the fake-quant model equals the golden model on the exported IR exactly:
+``fake_quant(x) * 2^logits_frac == golden.run_int(module, x_int)`` bit for bit
+(:meth:`QuantizedModel.run_int`).
 
-* a **quantised graph**: a list of layer records (below), one per po2 op of
-  docs/semantics.md, with integer weights and activation formats -- what the lead's IR
-  builder turns into the po2 dialect;
-* a **fake-quant torch model** (:class:`Po2FakeQuantModel`) that computes in float with
-  straight-through gradients (for QAT) and that, evaluated in float64, equals the integer
-  semantics *exactly*: ``fake_quant(x) * 2^frac == run_graph_int(graph, x_int)`` bit for bit;
-* a pure-numpy integer reference executor of the records, :func:`run_graph_int`.
-
-The records are *derived* from the fake-quant model (:func:`export_graph`): every integer in
-them comes from the same functions the fake-quant forward uses (``Fq*.quantized_params``),
-so the two cannot drift apart.
-
-Layer records (dataclasses, numpy arrays, topological order; ``graph[-1]`` is the NPU)
---------------------------------------------------------------------------------------
-Every record has ``name`` (the fx node name, unique), ``inputs`` (names of the input
-records), ``shape`` (output shape without batch: ``(C, H, W)`` or ``(N,)``) and ``fmt``
-(the output :class:`~hashiflex.golden.semantics.Format`).
-
-* ``Input``: the quantised model input (``inputs == ()``).
-* ``Conv2d``: ``weight`` int8 codes ``[O, I/groups, KH, KW]`` (0 = zero, else
-  ``sign(c) * 2^(exp_base[o] + |c| - 1)``), ``exp_base`` int64 ``[O]``, ``bias`` int64 ``[O]``
-  at the accumulator scale ``2^(exp_base[o] - Fx)``, ``stride (sh, sw)``,
-  ``padding (top, left, bottom, right)``, ``groups``, ``act``, ``exp_bits``.
-* ``Add``: two inputs, ``act``.
-* ``Requant``: one input, ``act`` (a ReLU/ReLU6 that could not be fused into its producer).
-* ``AvgPool``: global average pool to ``(C, 1, 1)``; ``multiplier, shift`` are
-  ``avgpool_constants(H*W)`` (informational: the semantics fixes them).
-* ``Flatten``: ``(C, H, W) -> (C*H*W,)``, format unchanged.
-* ``Concat``: two inputs ``(Ca, H, W)``, ``(Cb, H, W)`` -> ``(Ca + Cb, H, W)``; each operand
-  is requantised (round, saturate; no activation) into the calibrated output format. A
-  ``torch.cat`` of n tensors becomes a chain of n - 1 binary records.
-* ``SelectChannels``: ``channels`` (a tuple of input channel indices): output channel ``i``
-  is input channel ``channels[i]``, format unchanged. ``torch.chunk`` / ``torch.split``
-  pieces (a range) and channel shuffles (a permutation) are this record: wiring in hardware.
-* ``NpuLinear``: ``weight`` int64 ``[N, K]`` (``weight_bits``-bit signed, scale
-  ``2^-weight_frac``), ``bias`` int64 ``[N]`` (``bias_bits``-bit signed, scale
-  ``2^-(Fx + weight_frac)``); ``fmt`` is the logits format ``s<B>`` with frac
-  ``Fx + weight_frac`` and ``B = npu_logit_bits(K, Fx, weight_bits, bias_bits)``.
+The po2 ops and their numbers are defined in dialects/po2.py and docs/semantics.md; a
+``torch.cat`` of n tensors becomes a chain of n - 1 binary ``po2.concat`` ops, and
+``torch.chunk`` / ``torch.split`` pieces and channel shuffles become ``po2.select_channels``.
 
 Quantisation rules (all choices documented here, numbers in docs/semantics.md)
 -----------------------------------------------------------------------------
@@ -79,7 +53,7 @@ Quantisation rules (all choices documented here, numbers in docs/semantics.md)
   ``floor(max|W| * 2^f + 1/2) <= 2^(weight_bits-1) - 1``; ``W_int = sat(floor(W*2^f + 1/2))``;
   ``bias_int = sat_bias_bits(floor(b * 2^(Fx + f) + 1/2))``.
 * ``exp_base`` and ``weight_frac`` are functions of the current float weights, recomputed
-  on every forward, so QAT may move them; the exported graph uses the same functions.
+  on every forward, so QAT may move them; the exported po2 IR uses the same functions.
 
 Fake-quant numerics: every rounding is ``floor(v * 2^F + 1/2)`` on the exact value, then
 saturation, then ``* 2^-F``. In float64 all intermediate values are dyadic rationals far
@@ -101,6 +75,9 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from xdsl.ir import Operation, SSAValue
+
+from hashiflex.dialects import po2
 from hashiflex.golden import semantics
 from hashiflex.golden.semantics import (
     Format,
@@ -123,28 +100,12 @@ __all__ = [
     "UnsupportedModelError",
     "ModelShapeError",
     "QuantOptions",
-    "Layer",
-    "Input",
-    "Conv2d",
-    "Add",
-    "Requant",
-    "AvgPool",
-    "Flatten",
-    "MaxPool2d",
-    "AvgPool2d",
-    "LeakyRelu",
-    "Clamp",
-    "NpuLinear",
-    "Concat",
-    "SelectChannels",
     "Po2FakeQuantModel",
     "QuantizedModel",
     "build_fake_quant",
     "calibrate",
-    "export_graph",
     "quantize_ptq",
     "quantize_qat",
-    "run_graph_int",
     "po2_weight_codes",
     "po2_weight_values",
     "fold_batchnorm",
@@ -182,100 +143,6 @@ class QuantOptions:
     prune: float = 0.0
     input_signed: bool | None = None  # None: unsigned iff all calibration inputs >= 0
     ptq: str = "adaround"  # conv weight rounding of PTQ: "adaround" or "nearest" (ptq.py)
-
-
-# ----------------------------------------------------------------------------------------
-# Layer records
-# ----------------------------------------------------------------------------------------
-
-
-@dataclass(kw_only=True, eq=False)
-class Layer:
-    name: str
-    inputs: tuple[str, ...]
-    shape: tuple[int, ...]
-    fmt: Format
-
-
-@dataclass(kw_only=True, eq=False)
-class Input(Layer):
-    pass
-
-
-@dataclass(kw_only=True, eq=False)
-class Conv2d(Layer):
-    weight: np.ndarray  # int8 codes [O, I/groups, KH, KW]
-    exp_base: np.ndarray  # int64 [O]
-    bias: np.ndarray  # int64 [O], scale 2^(exp_base[o] - Fx)
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
-    groups: int
-    act: str
-    exp_bits: int = 3
-
-
-@dataclass(kw_only=True, eq=False)
-class Add(Layer):
-    act: str
-
-
-@dataclass(kw_only=True, eq=False)
-class Requant(Layer):
-    act: str
-
-
-@dataclass(kw_only=True, eq=False)
-class AvgPool(Layer):
-    multiplier: int
-    shift: int
-
-
-@dataclass(kw_only=True, eq=False)
-class Flatten(Layer):
-    pass
-
-
-@dataclass(kw_only=True, eq=False)
-class MaxPool2d(Layer):
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right (ceil_mode included)
-
-
-@dataclass(kw_only=True, eq=False)
-class AvgPool2d(Layer):
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # zero padding, counted in the divisor
-    multiplier: int
-    shift: int
-
-
-@dataclass(kw_only=True, eq=False)
-class LeakyRelu(Layer):
-    slope_shift: int  # negative slope 2^-slope_shift
-
-
-@dataclass(kw_only=True, eq=False)
-class Clamp(Layer):
-    lo: int  # bounds on the output's integer grid, inside its format
-    hi: int
-class Concat(Layer):
-    pass
-
-
-@dataclass(kw_only=True, eq=False)
-class SelectChannels(Layer):
-    channels: tuple[int, ...]
-
-
-@dataclass(kw_only=True, eq=False)
-class NpuLinear(Layer):
-    weight: np.ndarray  # int64 [N, K]
-    weight_frac: int
-    weight_bits: int
-    bias: np.ndarray  # int64 [N], scale 2^-(Fx + weight_frac)
-    bias_bits: int
 
 
 # ----------------------------------------------------------------------------------------
@@ -451,6 +318,14 @@ class FqOp(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.op_name!r}, inputs={self.inputs}, act={self.act}, fmt={self.fmt}"
 
+    def result_type(self) -> po2.ActType:
+        return po2.ActType(self.shape, self.fmt)
+
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        """The layer-level po2 op of this calibrated op, reading `operands` (the values of
+        `self.inputs`); its integers come from the same functions as `forward`'s."""
+        raise NotImplementedError(f"{type(self).__name__} has no po2 op")
+
 
 class FqInput(FqOp):
     kind = "input"
@@ -534,6 +409,18 @@ class FqConv2d(FqOp):
     def out_signed(self) -> bool:
         return self.act == "none"  # a conv's sum of signed weights can be negative
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        codes, exp_base, bias_int = self.quantized_params()
+        worst = float(bias_int.abs().max()) if bias_int.numel() else 0.0
+        if not worst < 2.0 ** 63:
+            raise ValueError(f"its bias at the accumulator's scale reaches about "
+                             f"2^{math.log2(worst):.0f}, beyond int64 (fewer --exp-bits?)")
+        return po2.Conv2dOp(
+            self.op_name, operands[0], self.result_type(),
+            weights=codes.numpy().astype(np.int8), exp_base=exp_base.tolist(),
+            bias=[int(b) for b in bias_int.tolist()], stride=self.stride,
+            padding=self.padding, groups=self.groups, act=self.act, exp_bits=self.exp_bits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
             w = self.weight * self.prune_mask if self.prune_mask is not None else self.weight
@@ -563,6 +450,10 @@ def _prune_mask(weight: torch.Tensor, prune: float) -> torch.Tensor | None:
 class FqAdd(FqOp):
     kind = "add"
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.ResidualAddOp(self.op_name, operands[0], operands[1], self.result_type(),
+                                 self.act)
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
             return self._record(_float_act(a + b, self.act))
@@ -572,6 +463,9 @@ class FqAdd(FqOp):
 class FqRequant(FqOp):
     kind = "requant"
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.RequantOp(self.op_name, operands[0], self.result_type(), self.act)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
             return self._record(_float_act(x, self.act))
@@ -580,6 +474,9 @@ class FqRequant(FqOp):
 
 class FqAvgPool(FqOp):
     kind = "avgpool"
+
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.AvgPoolOp(self.op_name, operands[0], self.result_type())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
@@ -612,6 +509,10 @@ class FqMaxPool2d(FqWindowPool):
 
     kind = "maxpool"
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.MaxPool2dOp(self.op_name, operands[0], self.result_type(),
+                               kernel=self.kernel, stride=self.stride, padding=self.padding)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.max_pool2d(_pad_fill(x, self.padding, -math.inf), self.kernel, self.stride)
         return self._record(y) if not self.quantize else y
@@ -622,6 +523,10 @@ class FqAvgPool2d(FqWindowPool):
     ones, exact in float64) times avgpool_constants(KH*KW), then the output rounding."""
 
     kind = "avgpool2d"
+
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.AvgPool2dOp(self.op_name, operands[0], self.result_type(),
+                               kernel=self.kernel, stride=self.stride, padding=self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp = _pad_fill(x, self.padding, 0.0)
@@ -648,6 +553,9 @@ class FqLeakyRelu(FqOp):
         y = F.leaky_relu(x, math.ldexp(1.0, -self.slope_shift))
         return self._record(y) if not self.quantize else _fake_act(y, self.fmt, "none")
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.LeakyReluOp(self.op_name, operands[0], self.result_type(), self.slope_shift)
+
 
 class FqClamp(FqOp):
     """Hardtanh(min, max): round into the output format, clamp to the rounded bounds."""
@@ -669,6 +577,9 @@ class FqClamp(FqOp):
     def out_signed(self) -> bool:
         return self.min_val < 0 and super().out_signed()
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.ClampOp(self.op_name, operands[0], self.result_type(), *self.int_bounds())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
             return self._record(F.hardtanh(x, self.min_val, self.max_val))
@@ -679,6 +590,9 @@ class FqClamp(FqOp):
 class FqFlatten(FqOp):
     kind = "flatten"
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.FlattenOp(self.op_name, operands[0])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._record(x.flatten(1))
 
@@ -687,6 +601,9 @@ class FqConcat(FqOp):
     """Channel concatenation of two tensors, requantised into one output format."""
 
     kind = "concat"
+
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.ConcatOp(self.op_name, operands[0], operands[1], self.result_type())
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
@@ -716,6 +633,9 @@ class FqSelect(FqOp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._record(x[:, list(self.channels)])
+
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        return po2.SelectChannelsOp(self.op_name, operands[0], self.channels)
 
 
 class FqLinear(FqOp):
@@ -754,6 +674,13 @@ class FqLinear(FqOp):
     def logits_frac(self) -> int:
         return self.in_fmts[0].frac + self.quantized_params()[1]
 
+    def to_po2(self, operands: list[SSAValue]) -> Operation:
+        w_int, wf, b_int = self.quantized_params()
+        return po2.NpuLinearOp(
+            self.op_name, operands[0], weights=w_int.numpy().astype(np.int64),
+            bias=[int(b) for b in b_int.tolist()], weight_frac=wf,
+            weight_bits=self.weight_bits, bias_bits=self.bias_bits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize:
             return self._record(F.linear(x, self.weight, self.bias))
@@ -769,7 +696,7 @@ class Po2FakeQuantModel(nn.Module):
     ``set_quantize(False)`` gives the folded float model (used for calibration and for the
     BN-folding check); ``set_quantize(True)`` (the default after calibration) the fake-quant
     model. In float64 (``.double()``) and eval, its output times ``2^logits_frac`` equals
-    ``run_graph_int`` on the exported graph exactly.
+    the golden model on the exported po2 IR exactly.
     """
 
     def __init__(self, ops: Sequence[FqOp], options: QuantOptions):
@@ -800,7 +727,7 @@ class Po2FakeQuantModel(nn.Module):
     def snap_(self) -> "Po2FakeQuantModel":
         """Replace float weights and biases by their quantised values (idempotent rounding).
 
-        The exported graph is unchanged; the parameters then hold exactly what the
+        The exported po2 IR is unchanged; the parameters then hold exactly what the
         hardware computes, which makes compact checkpoints (bfloat16 holds any Po2 weight
         exactly) and removes any doubt about re-rounding.
         """
@@ -1731,157 +1658,6 @@ def calibrate(fq: Po2FakeQuantModel, calib: torch.Tensor, batch_size: int = 256)
     fq.set_quantize(True)
 
 
-def export_graph(fq: Po2FakeQuantModel) -> list[Layer]:
-    """The layer records of a calibrated fake-quant model (integers from the same code)."""
-    graph: list[Layer] = []
-    for op in fq.ops:
-        common = dict(name=op.op_name, inputs=op.inputs, shape=op.shape, fmt=op.fmt)
-        if isinstance(op, FqInput):
-            graph.append(Input(**common))
-        elif isinstance(op, FqConv2d):
-            codes, exp_base, bias_int = op.quantized_params()
-            graph.append(Conv2d(
-                **common, weight=codes.numpy().astype(np.int8),
-                exp_base=exp_base.numpy().astype(np.int64),
-                bias=bias_int.numpy().astype(np.int64), stride=tuple(op.stride),
-                padding=tuple(op.padding), groups=op.groups, act=op.act,
-                exp_bits=op.exp_bits))
-        elif isinstance(op, FqAdd):
-            graph.append(Add(**common, act=op.act))
-        elif isinstance(op, FqRequant):
-            graph.append(Requant(**common, act=op.act))
-        elif isinstance(op, FqAvgPool):
-            h, w = next(l for l in graph if l.name == op.inputs[0]).shape[1:]
-            mult, shift = avgpool_constants(h * w)
-            graph.append(AvgPool(**common, multiplier=mult, shift=shift))
-        elif isinstance(op, FqFlatten):
-            graph.append(Flatten(**common))
-        elif isinstance(op, FqMaxPool2d):
-            graph.append(MaxPool2d(**common, kernel=op.kernel, stride=op.stride,
-                                   padding=op.padding))
-        elif isinstance(op, FqAvgPool2d):
-            mult, shift = avgpool_constants(op.kernel[0] * op.kernel[1])
-            graph.append(AvgPool2d(**common, kernel=op.kernel, stride=op.stride,
-                                   padding=op.padding, multiplier=mult, shift=shift))
-        elif isinstance(op, FqLeakyRelu):
-            graph.append(LeakyRelu(**common, slope_shift=op.slope_shift))
-        elif isinstance(op, FqClamp):
-            lo, hi = op.int_bounds()
-            graph.append(Clamp(**common, lo=lo, hi=hi))
-        elif isinstance(op, FqConcat):
-            graph.append(Concat(**common))
-        elif isinstance(op, FqSelect):
-            graph.append(SelectChannels(**common, channels=op.channels))
-        elif isinstance(op, FqLinear):
-            w_int, wf, b_int = op.quantized_params()
-            in_fmt = op.in_fmts[0]
-            bits = npu_logit_bits(w_int.shape[1], in_fmt, op.weight_bits, op.bias_bits)
-            common["fmt"] = Format(bits, True, in_fmt.frac + wf)
-            graph.append(NpuLinear(
-                **common, weight=w_int.numpy().astype(np.int64), weight_frac=wf,
-                weight_bits=op.weight_bits, bias=b_int.numpy().astype(np.int64),
-                bias_bits=op.bias_bits))
-        else:  # pragma: no cover
-            raise TypeError(f"unknown op {op}")
-    return graph
-
-
-# ----------------------------------------------------------------------------------------
-# The integer reference executor
-# ----------------------------------------------------------------------------------------
-
-
-def _conv_int(x: np.ndarray, layer: Conv2d) -> np.ndarray:
-    """Exact integer conv: per kernel tap, a grouped matmul over channels (int64)."""
-    n, c, h, w = x.shape
-    top, left, bottom, right = layer.padding
-    sh, sw = layer.stride
-    o, cin_g, kh, kw = layer.weight.shape
-    g = layer.groups
-    oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    wint = decode_weights(layer.weight).reshape(g, o // g, cin_g, kh, kw)
-    acc = np.zeros((g, o // g, n * oh * ow), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            tap = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-            # (n, c, oh, ow) -> (g, cin_g, n*oh*ow)
-            tap = tap.reshape(n, g, cin_g, oh * ow).transpose(1, 2, 0, 3).reshape(
-                g, cin_g, n * oh * ow)
-            if cin_g == 1:
-                acc += wint[:, :, 0, i, j][:, :, None] * tap
-            else:
-                acc += np.matmul(wint[:, :, :, i, j], tap)
-    acc = acc.reshape(o, n, oh, ow).transpose(1, 0, 2, 3) + layer.bias[None, :, None, None]
-    return acc
-
-
-def run_graph_int(graph: Sequence[Layer], x_int: np.ndarray) -> np.ndarray:
-    """Execute the layer records on integer inputs (N x C x H x W, already quantised).
-
-    Returns the integer logits (int64, N x classes). Every rounding goes through the
-    golden primitives; accumulations are exact int64.
-    """
-    env: dict[str, np.ndarray] = {}
-    fmts = {layer.name: layer.fmt for layer in graph}
-    for layer in graph:
-        args = [env[name] for name in layer.inputs]
-        if isinstance(layer, Input):
-            x = np.asarray(x_int, dtype=np.int64)
-            if x.ndim != 4 or tuple(x.shape[1:]) != tuple(layer.shape):
-                raise ModelShapeError(f"input of shape {x.shape}, expected N x {layer.shape}")
-            if x.min(initial=0) < layer.fmt.lo or x.max(initial=0) > layer.fmt.hi:
-                raise ValueError(f"input integers outside {layer.fmt}")
-            y = x
-        elif isinstance(layer, Conv2d):
-            acc = _conv_int(args[0], layer)
-            fx_frac = fmts[layer.inputs[0]].frac
-            lo, hi = clamp_bounds(layer.fmt, layer.act)
-            y = np.empty_like(acc)
-            for shift in np.unique(fx_frac - layer.fmt.frac - layer.exp_base):
-                chans = (fx_frac - layer.fmt.frac - layer.exp_base) == shift
-                y[:, chans] = saturate(round_shift(acc[:, chans], int(shift)), lo, hi)
-        elif isinstance(layer, Add):
-            fa, fb = fmts[layer.inputs[0]].frac, fmts[layer.inputs[1]].frac
-            f = max(fa, fb)
-            s = round_shift(args[0], fa - f) + round_shift(args[1], fb - f)  # exact left shifts
-            y = requantize(s, f - layer.fmt.frac, layer.fmt, layer.act)
-        elif isinstance(layer, Requant):
-            y = requantize(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac, layer.fmt,
-                           layer.act)
-        elif isinstance(layer, AvgPool):
-            x = args[0]
-            mult, shift = avgpool_constants(x.shape[2] * x.shape[3])
-            s = x.sum(axis=(2, 3), keepdims=True) * mult
-            y = requantize(s, shift + fmts[layer.inputs[0]].frac - layer.fmt.frac, layer.fmt)
-        elif isinstance(layer, Flatten):
-            y = args[0].reshape(args[0].shape[0], -1)
-        elif isinstance(layer, MaxPool2d):
-            y = semantics.maxpool2d(args[0], layer.kernel, layer.stride, layer.padding,
-                                    layer.shape[1:], fmts[layer.inputs[0]])
-        elif isinstance(layer, AvgPool2d):
-            shift = layer.shift + fmts[layer.inputs[0]].frac - layer.fmt.frac
-            y = semantics.avgpool2d(args[0], layer.kernel, layer.stride, layer.padding,
-                                    layer.shape[1:], shift, layer.fmt)
-        elif isinstance(layer, LeakyRelu):
-            y = semantics.leaky_relu(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac,
-                                     layer.slope_shift, layer.fmt)
-        elif isinstance(layer, Clamp):
-            y = semantics.clamp(args[0], fmts[layer.inputs[0]].frac - layer.fmt.frac,
-                                layer.lo, layer.hi)
-        elif isinstance(layer, Concat):
-            y = np.concatenate([requantize(a, fmts[n].frac - layer.fmt.frac, layer.fmt)
-                                for a, n in zip(args, layer.inputs)], axis=1)
-        elif isinstance(layer, SelectChannels):
-            y = args[0][:, list(layer.channels)]
-        elif isinstance(layer, NpuLinear):
-            y = args[0] @ layer.weight.T + layer.bias[None, :]
-        else:  # pragma: no cover
-            raise TypeError(f"unknown layer record {layer!r}")
-        env[layer.name] = y
-    return env[graph[-1].name]
-
-
 # ----------------------------------------------------------------------------------------
 # Public entry points
 # ----------------------------------------------------------------------------------------
@@ -1889,38 +1665,55 @@ def run_graph_int(graph: Sequence[Layer], x_int: np.ndarray) -> np.ndarray:
 
 @dataclass
 class QuantizedModel:
-    """A quantised model: the layer records, the fake-quant torch model, the input format.
+    """A quantised model: the calibrated fake-quant torch model and its layer-level po2 IR.
 
-    ``graph`` is exported when the object is made; call :meth:`refresh` after changing
-    ``fake_quant``'s parameters.
+    ``module`` (the po2 IR, frontend/importer.py) is built from ``fake_quant`` when first
+    asked for; call :meth:`refresh` after changing ``fake_quant``'s parameters. Integer
+    inference runs the golden model on that IR, the one executor of the number semantics.
     """
 
     fake_quant: Po2FakeQuantModel
-    graph: list[Layer] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.graph:
-            self.refresh()
+    name: str = "net"
+    _module: Any = field(default=None, init=False, repr=False)
 
     def refresh(self) -> "QuantizedModel":
-        self.graph = export_graph(self.fake_quant)
+        self._module = None
         return self
 
     @property
+    def module(self):
+        """The network as a `builtin.module` holding one func of po2 layer ops."""
+        if self._module is None:
+            from hashiflex.frontend.importer import fake_quant_to_po2
+
+            self._module = fake_quant_to_po2(self.fake_quant, self.name)
+        return self._module
+
+    @property
+    def layers(self) -> list:
+        """The po2 layer ops of :attr:`module`, in network order."""
+        from hashiflex.dialects import po2
+
+        return [op for op in po2.network_func(self.module).body.block.ops
+                if isinstance(op, po2.LayerOp)]
+
+    @property
     def input_format(self) -> Format:
-        return self.graph[0].fmt
+        return self.fake_quant.input_format
 
     @property
     def logits_frac(self) -> int:
-        return self.graph[-1].fmt.frac
+        return self.fake_quant.logits_frac
 
     def quantize_input(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
         return quantize_input(np.asarray(x, dtype=np.float32), self.input_format)
 
     def run_int(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Integer logits of float inputs (quantise, then run the records)."""
-        return run_graph_int(self.graph, self.quantize_input(x))
+        """Integer logits of float inputs (quantise, then the golden model on the IR)."""
+        from hashiflex.golden import model as golden_model
+
+        return golden_model.run_int(self.module, self.quantize_input(x))
 
     def predict(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         return np.argmax(self.run_int(x), axis=-1)

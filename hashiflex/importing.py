@@ -40,7 +40,7 @@ def import_model(
     import torch
 
     from hashiflex.frontend import quant
-    from hashiflex.frontend.importer import ImportError_, graph_to_po2
+    from hashiflex.frontend.importer import ImportError_
     from xdsl.utils.exceptions import DiagnosticException
 
     from hashiflex import train
@@ -60,7 +60,8 @@ def import_model(
         if clash:
             raise InputError(f"the checkpoint '{spec}' was trained with {clash[0]}="
                              f"{record['options'][clash[0]]}; its quantisation options are fixed")
-        module = graph_to_po2(quantized.graph, name)
+        quantized.name = name
+        module = quantized.module
         check_int64_range(module)
         return module, quantized
     loaded = load_model(spec, parse_shape(input_shape))
@@ -96,7 +97,8 @@ def import_model(
                     loaded.module, torch.from_numpy(calib_images), **asdict(options)
                 )
         with progress.step("building po2 IR"):
-            module = graph_to_po2(quantized.graph, loaded.name)
+            quantized.name = loaded.name
+            module = quantized.refresh().module
     except (quant.UnsupportedModelError, quant.ModelShapeError, ImportError_) as error:
         raise ModelError(str(error))
     except ValueError as error:  # e.g. the float model overflows to inf on the calibration data
@@ -109,7 +111,7 @@ def import_model(
 
 def check_int64_range(module) -> None:
     """
-    The golden model (and the po2 interpreter, the frontend's integer executor) compute in
+    The golden model (also the frontend's integer executor) and the po2 interpreter compute in
     int64: refuse a network whose exact accumulators could leave it (e.g. --exp-bits 6 gives
     weight shifts up to 63), instead of a wrapped, silently wrong reference or an overflow.
     """

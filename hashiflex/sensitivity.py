@@ -6,7 +6,7 @@ Why: the reference design publishes its accuracy together with its sensitivity t
 quantisation and pruning; this is that table for ours. Each point re-quantises the float model
 exactly as `compile` would with those options (PTQ: adaptive rounding by default, the
 activation formats calibrated on the rounded network) and measures the accuracy with the
-*integer* executor on the exported layer records (`QuantizedModel.predict`, the numbers the
+*integer* golden model on the exported po2 IR (`QuantizedModel.predict`, the numbers the
 golden model and the RTL compute). With ``qat_epochs > 0`` every point is also fine-tuned
 (`hashiflex train`'s QAT loop, train.qat) and measured again.
 
@@ -69,15 +69,16 @@ def parse_grid(text, kind, flag: str) -> tuple:
     return tuple(dict.fromkeys(values))  # unique, in the given order
 
 
-def conv_adders(graph) -> tuple[int, int]:
-    """(nonzero Po2 conv weights, adder-tree adders before CSE) of the exported records."""
-    from hashiflex.frontend.quant import Conv2d
+def conv_adders(layers) -> tuple[int, int]:
+    """(nonzero Po2 conv weights, adder-tree adders before CSE) of the exported po2 layer ops."""
+    from hashiflex.dialects import po2
 
     nonzero = adders = 0
-    for layer in graph:
-        if isinstance(layer, Conv2d):
-            per_channel = np.count_nonzero(layer.weight.reshape(layer.weight.shape[0], -1), axis=1)
-            terms = per_channel + (layer.bias != 0)
+    for op in layers:
+        if isinstance(op, po2.Conv2dOp):
+            codes = op.weight_codes
+            per_channel = np.count_nonzero(codes.reshape(codes.shape[0], -1), axis=1)
+            terms = per_channel + (np.asarray(op.bias) != 0)
             nonzero += int(per_channel.sum())
             adders += int(np.maximum(terms - 1, 0).sum())
     return nonzero, adders
@@ -175,13 +176,13 @@ def sensitivity(spec: str, data, labels, out, *, prune_grid=PRUNE_GRID,
         except (quant.UnsupportedModelError, quant.ModelShapeError, ValueError) as error:
             raise ModelError(f"quantising {loaded.name} failed: {error}")
         row = dict(ptq=train.int_accuracy(quantized, x_v, y_v))
-        row["nonzero_weights"], row["adders"] = conv_adders(quantized.graph)
+        row["nonzero_weights"], row["adders"] = conv_adders(quantized.layers)
         if qat_epochs:
             _, row["qat"] = train.qat(model, quantized, x_t, y_t, epochs=qat_epochs, lr=lr,
                                       batch_size=batch_size, seed=seed,
                                       evaluate=lambda q: train.int_accuracy(q, x_v, y_v))
             # fine-tuning moves weights across the zero level: the QAT graph's own count
-            row["qat_nonzero_weights"], row["qat_adders"] = conv_adders(quantized.graph)
+            row["qat_nonzero_weights"], row["qat_adders"] = conv_adders(quantized.layers)
         row["seconds"] = time.perf_counter() - t0
         measured[point] = row
         what = ", ".join(f"{k} {v}" for k, v in dict(point.options).items() if v != base[k])

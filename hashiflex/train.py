@@ -9,7 +9,7 @@ example scripts ran it. The flow: load the float SPEC, hold out ``val_fraction``
 starting point, then fine-tune the BN-folded weights of the fake-quant model with
 straight-through gradients (frontend/quant.py: the same numbers as the hardware), Adam with a
 cosine schedule and distillation from the float model. After every epoch the validation
-accuracy is measured with the *integer* executor on the exported layer records; the best
+accuracy is measured with the *integer* golden model on the exported po2 IR; the best
 epoch (the PTQ start counts as epoch 0) is the checkpoint. Ctrl-C writes the best so far.
 
 The checkpoint is a SPEC for `import`, `compile` and `golden`: it holds the snapped
@@ -23,7 +23,6 @@ the same network (another version, another source) is refused instead of compile
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import math
 import sys
@@ -37,7 +36,7 @@ from hashiflex.errors import InputError, ModelError
 from hashiflex.progress import QUIET, Progress
 
 CHECKPOINT_FORMAT = "hashiflex-po2-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the digest is over the po2 IR (was: layer records)
 CALIB_IMAGES = 256
 
 
@@ -46,7 +45,7 @@ class TrainResult:
     path: Path
     float_accuracy: float  # % on the validation split
     ptq_accuracy: float
-    po2_accuracy: float  # of the checkpoint (best epoch), integer executor
+    po2_accuracy: float  # of the checkpoint (best epoch), golden model on the po2 IR
     best_epoch: int
     val_images: int
     seconds: float
@@ -148,7 +147,7 @@ def _model_classes(model) -> int | None:
 
 
 def int_accuracy(quantized, x, y) -> float:
-    """% correct of the integer executor on the exported records (what the hardware does)."""
+    """% correct of the golden model on the exported po2 IR (what the hardware does)."""
     return float((quantized.predict(x) == np.asarray(y)).mean()) * 100
 
 
@@ -298,17 +297,24 @@ def _source_spec(spec: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def graph_digest(graph) -> str:
-    """sha256 of every integer and format of the exported layer records."""
+def network_digest(layers) -> str:
+    """sha256 of every integer and format of the exported po2 layer ops (their names,
+    types and properties; dense weight tensors as int64 bytes, not printed)."""
+    from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
+
+    from hashiflex.dialects.po2 import dense_to_numpy
+
     h = hashlib.sha256()
-    for layer in graph:
-        for f in dataclasses.fields(layer):
-            value = getattr(layer, f.name)
-            h.update(f.name.encode())
-            if isinstance(value, np.ndarray):
-                h.update(np.ascontiguousarray(value, dtype=np.int64).tobytes())
+    for op in layers:
+        h.update(op.name.encode())
+        h.update(repr([str(r.type) for r in op.results]).encode())
+        for key in sorted(op.properties):
+            value = op.properties[key]
+            h.update(key.encode())
+            if isinstance(value, DenseIntOrFPElementsAttr):
+                h.update(np.ascontiguousarray(dense_to_numpy(value), dtype=np.int64).tobytes())
             else:
-                h.update(repr(value).encode())
+                h.update(str(value).encode())
     return h.hexdigest()
 
 
@@ -319,7 +325,7 @@ def save_checkpoint(quantized, meta: dict, out: Path) -> None:
 
     fq = copy.deepcopy(quantized.fake_quant).double().snap_()
     record = dict(meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
-                  digest=graph_digest(quantized.graph), state=fq.state_dict())
+                  digest=network_digest(quantized.layers), state=fq.state_dict())
     with api.atomic_file(out, binary=True) as stream:
         torch.save(record, stream)
 
@@ -368,7 +374,7 @@ def load_checkpoint(path):
         raise InputError(f"checkpoint '{path}' does not fit its source {record['spec']}: {first}")
     fq.set_quantize(True).eval()
     quantized = quant.QuantizedModel(fq)
-    if graph_digest(quantized.graph) != record["digest"]:
+    if network_digest(quantized.layers) != record["digest"]:
         raise InputError(f"checkpoint '{path}' does not rebuild the network it was trained as "
                          "(another hashiflex version or a changed source model)")
     return record["name"], quantized, record

@@ -456,7 +456,7 @@ SENSITIVITY_GRIDS = ("--prune-grid", "0,0.5", "--exp-bits-grid", "2,3", "--act-b
 
 def test_sensitivity_json_plots_and_golden_accuracy(tmp_path, capsys, digits_files):
     from hashiflex import train
-    from hashiflex.frontend.quant import Conv2d
+    from hashiflex.dialects import po2
 
     out = tmp_path / "sens"
     code, err = cli(capsys, "sensitivity", "tiny_cnn", "--data", digits_files["x"],
@@ -478,7 +478,8 @@ def test_sensitivity_json_plots_and_golden_accuracy(tmp_path, capsys, digits_fil
     module, quantized = api.import_model("tiny_cnn", calib=x[train_idx], prune=0.5, ptq="nearest")
     golden = api.golden(module, x[val_idx])
     assert pruned["ptq"] == float((golden.classes == y[val_idx]).mean()) * 100
-    nonzero = sum(int(np.count_nonzero(l.weight)) for l in quantized.graph if isinstance(l, Conv2d))
+    nonzero = sum(int(np.count_nonzero(op.weight_codes)) for op in quantized.layers
+                  if isinstance(op, po2.Conv2dOp))
     assert pruned["nonzero_weights"] == nonzero
     # pruning saves adders: all layers at 0.5 roughly halves them; one layer saves its share
     base = axes["prune"][0]

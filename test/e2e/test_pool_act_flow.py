@@ -3,7 +3,7 @@ End to end for windowed pooling and the activations beyond ReLU (issue 13): the 
 pool_nets.py (odd sizes, padding, ceil_mode, max pooling 3x3/2, average pooling 2x2 and
 3x3, LeakyReLU, Hardtanh, a 1x1 conv + global pooling classifier) compiled and simulated in
 Verilator on random and extreme images. The whole ladder must agree bit for bit: torch
-fake-quant (float64) == run_graph_int == golden == po2 interpreter (layer level and
+fake-quant (float64) == golden == po2 interpreter (layer level and
 unrolled) == RTL; measured timing equals the report; the SystemVerilog is lint-clean.
 """
 

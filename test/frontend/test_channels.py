@@ -1,7 +1,7 @@
 """
 torch.cat / torch.chunk / torch.split along channels and channel shuffles (issue 13): the
 forms torch code writes them in, bit-exact down the ladder (fake-quant float64 ==
-run_graph_int == golden == po2 interpreter), and one-line errors naming the node for what
+golden on the exported po2 IR == po2 interpreter), and one-line errors naming the node for what
 is not a channel concatenation, split or permutation.
 """
 
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashiflex.frontend import importer, quant
+from hashiflex.dialects import po2
+from hashiflex.frontend import quant
 from hashiflex.frontend.quant import UnsupportedModelError
 from hashiflex.golden import model as golden
 from hashiflex.interpreters.po2 import run_po2
@@ -58,9 +59,9 @@ def test_forms_bit_exact(shuffle):
     calib = torch.rand(16, 3, 7, 5)
     images = torch.cat([torch.rand(4, 3, 7, 5) * 1.25, torch.full((1, 3, 7, 5), 9.0)])
     q = quant.quantize_ptq(model, calib, ptq="nearest")
-    kinds = [type(l).__name__ for l in q.graph]
-    assert kinds.count("Concat") == 4 and kinds.count("SelectChannels") == 3
-    module = importer.graph_to_po2(q.graph)
+    kinds = [op.name for op in q.layers]
+    assert kinds.count("po2.concat") == 4 and kinds.count("po2.select_channels") == 3
+    module = q.module
     x_int = q.quantize_input(images)
     logits = q.run_int(images)
     np.testing.assert_array_equal(golden.run_int(module, x_int), logits)
@@ -85,9 +86,9 @@ def test_shuffle_permutation_and_composed_chunk():
             return self.fc(b.mean((2, 3)))
 
     q = quant.quantize_ptq(Net().eval(), torch.rand(4, 1, 3, 3), ptq="nearest")
-    (select,) = [l for l in q.graph if isinstance(l, quant.SelectChannels)]
+    (select,) = [op for op in q.layers if isinstance(op, po2.SelectChannelsOp)]
     # view (3, 2) -> transpose -> (2, 3): order 0 2 4 1 3 5; the second chunk: 1 3 5
-    assert select.channels == (1, 3, 5) and select.inputs == ("conv",)
+    assert select.channels == (1, 3, 5) and select.input.owner.layer == "conv"
 
 
 def _bad(forward, channels=6):

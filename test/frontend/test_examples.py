@@ -13,7 +13,8 @@ from hashiflex.examples import EXAMPLES, load_example, load_quantized
 from hashiflex.examples.digits import load_digits_split
 from hashiflex.examples.mobilenetv2 import _make_divisible, conv_weight_count, mobilenetv2
 from hashiflex.examples.tiny_cnn import tiny_cnn
-from hashiflex.frontend.quant import Conv2d, quantize_ptq, run_graph_int
+from hashiflex.dialects import po2
+from hashiflex.frontend.quant import quantize_ptq
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,9 +97,10 @@ def test_trained_checkpoints(name):
     assert fp32 > 0.95
     q = load_quantized(name)
     x, y = x_test[:120], y_test[:120].numpy()  # a subset keeps the integer run short
-    pred = np.argmax(run_graph_int(q.graph, q.quantize_input(x)), axis=1)
+    pred = q.predict(x)
     assert float((pred == y).mean()) > 0.93
-    assert all(np.abs(l.weight).max() <= 8 for l in q.graph if isinstance(l, Conv2d))
+    assert all(np.abs(op.weight_codes).max() <= 8 for op in q.layers
+               if isinstance(op, po2.Conv2dOp))
 
 
 def test_mobilenetv2_full_width_quantises_fast():
@@ -107,5 +109,5 @@ def test_mobilenetv2_full_width_quantises_fast():
     # the default (adaptive-rounding) PTQ; benchmarks/bench_import.py measures it with 64 images
     q = quantize_ptq(model, torch.randn(16, 3, 32, 32))
     elapsed = time.time() - start
-    assert sum(l.weight.size for l in q.graph if isinstance(l, Conv2d)) == 2_189_760
+    assert sum(op.weight_codes.size for op in q.layers if isinstance(op, po2.Conv2dOp)) == 2_189_760
     assert elapsed < 60

@@ -1,7 +1,7 @@
 """
 The frontend's windowed pooling, LeakyReLU, Hardtanh and 1x1-conv classifier (issue 13):
-records and shapes (ceil_mode as padding), the fake-quant model (float64) equal to
-run_graph_int bit for bit, the Po2 slope warning, and one-line errors naming the fx node
+the exported po2 ops and shapes (ceil_mode as padding), the fake-quant model (float64)
+equal to the golden model on that IR bit for bit, the Po2 slope warning, and one-line errors naming the fx node
 for what cannot be hardened.
 """
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashiflex.frontend.quant import (AvgPool2d, Clamp, LeakyRelu, MaxPool2d, NpuLinear,
-                                      UnsupportedModelError, quantize_ptq)
+from hashiflex.dialects import po2
+from hashiflex.frontend.quant import UnsupportedModelError, quantize_ptq
 
 
 def _fq_equals_int(q, x: torch.Tensor) -> None:
@@ -40,23 +40,24 @@ class Pools(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-def test_pool_records_shapes_and_bit_exactness():
+def test_pool_ops_shapes_and_bit_exactness():
     torch.manual_seed(0)
     x = torch.rand(32, 2, 7, 9) * 2 - 1
     q = quantize_ptq(Pools().eval(), x, ptq="nearest")
-    by_type = {type(layer).__name__: layer for layer in q.graph}
-    mp = [layer for layer in q.graph if isinstance(layer, MaxPool2d)]
-    assert [m.shape for m in mp] == [(3, 4, 5), (3, 2, 3)]
+    by_type = {type(op): op for op in q.layers}
+    mp = [op for op in q.layers if isinstance(op, po2.MaxPool2dOp)]
+    assert [m.output.type.dims for m in mp] == [(3, 4, 5), (3, 2, 3)]
     assert mp[0].padding == (1, 1, 1, 1) and mp[1].padding == (0, 0, 0, 1)
-    assert all(m.fmt == q.graph[1].fmt for m in mp)  # max pooling keeps the format
-    avg = by_type["AvgPool2d"]
-    assert isinstance(avg, AvgPool2d) and (avg.multiplier, avg.shift) == (116508, 20)
-    clamp = by_type["Clamp"]
-    bound = lambda v: int(np.floor(v * 2 ** clamp.fmt.frac + 0.5))  # noqa: E731
-    assert isinstance(clamp, Clamp)
-    assert (clamp.lo, clamp.hi) == (max(bound(-0.3), clamp.fmt.lo), min(bound(0.2), clamp.fmt.hi))
-    assert clamp.hi < clamp.fmt.hi  # the bound really clamps
-    assert isinstance(by_type["LeakyRelu"], LeakyRelu) and by_type["LeakyRelu"].slope_shift == 2
+    conv_fmt = q.layers[0].output.type.fmt
+    assert all(m.output.type.fmt == conv_fmt for m in mp)  # max pooling keeps the format
+    avg = by_type[po2.AvgPool2dOp]
+    assert (avg.multiplier, avg.shift) == (116508, 20)
+    clamp = by_type[po2.ClampOp]
+    fmt = clamp.output.type.fmt
+    bound = lambda v: int(np.floor(v * 2 ** fmt.frac + 0.5))  # noqa: E731
+    assert (clamp.lo, clamp.hi) == (max(bound(-0.3), fmt.lo), min(bound(0.2), fmt.hi))
+    assert clamp.hi < fmt.hi  # the bound really clamps
+    assert by_type[po2.LeakyReluOp].slope_shift == 2
     _fq_equals_int(q, x)
 
 
@@ -64,7 +65,7 @@ def test_leaky_slope_rounds_to_po2_with_a_warning():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(0.1), nn.Flatten(), nn.Linear(18, 2))
     with pytest.warns(UserWarning, match=r"negative_slope 0.1 is not a power of two; rounded to 2\^-3"):
         q = quantize_ptq(model.eval(), torch.rand(8, 1, 5, 5) - 0.5, ptq="nearest")
-    assert next(l for l in q.graph if isinstance(l, LeakyRelu)).slope_shift == 3
+    assert next(op for op in q.layers if isinstance(op, po2.LeakyReluOp)).slope_shift == 3
 
 
 class ConvHead(nn.Module):
@@ -88,9 +89,9 @@ def test_final_1x1_conv_and_global_pooling_go_to_the_npu():
         model.bn.running_var.uniform_(0.5, 1.5)
     x = torch.rand(16, 3, 6, 7)
     q = quantize_ptq(model, x, ptq="nearest")
-    assert isinstance(q.graph[-1], NpuLinear) and q.graph[-1].shape == (5,)
-    assert [type(l).__name__ for l in q.graph] == ["Input", "Conv2d", "AvgPool", "Flatten",
-                                                   "NpuLinear"]
+    assert isinstance(q.layers[-1], po2.NpuLinearOp) and q.layers[-1].output.type.dims == (5,)
+    assert [op.name for op in q.layers] == ["po2.conv2d", "po2.avgpool", "po2.flatten",
+                                            "po2.npu_linear"]
     _fq_equals_int(q, x)
     # the rewrite is the same linear map: the float (folded) model matches the original
     fq = q.fake_quant.float().set_quantize(False)

@@ -1,7 +1,7 @@
 """Po2 quantisation: the fake-quant torch model equals the integer executor bit for bit.
 
 The central check (``assert_bit_exact``): the fake-quant model evaluated in float64, times
-``2^logits_frac``, equals ``run_graph_int`` on the exported layer records exactly, on
+``2^logits_frac``, equals the golden model on the exported po2 IR exactly, on
 random, extreme (all-max, all-min, zeros, far out of range) and real digits inputs, for the
 tiny CNN, a small MobileNetV2 and hypothesis-generated networks. Also: tracing coverage
 (functional forms, fusions), error messages, BN folding, the weight-code rules.
@@ -24,25 +24,17 @@ from torch import nn
 from hashiflex.examples.digits import load_digits_split
 from hashiflex.examples.mobilenetv2 import mobilenetv2
 from hashiflex.examples.tiny_cnn import tiny_cnn
+from hashiflex.dialects import po2
 from hashiflex.frontend.quant import (
-    Add,
-    AvgPool,
-    Conv2d,
-    Flatten,
-    Input,
     ModelShapeError,
-    NpuLinear,
-    Requant,
+    QuantizedModel,
     UnsupportedModelError,
     build_fake_quant,
-    export_graph,
     po2_weight_codes,
     po2_weight_values,
     quantize_ptq,
     quantize_qat,
-    run_graph_int,
 )
-from hashiflex.frontend.importer import graph_to_po2
 from hashiflex.golden import model as golden_model
 from hashiflex.golden.semantics import Format, quantize_input
 
@@ -85,16 +77,21 @@ def fake_quant_int(q, x: torch.Tensor) -> np.ndarray:
 
 
 def assert_bit_exact(q, x: torch.Tensor) -> np.ndarray:
-    """fake-quant (float64) == the records' integer executor == the golden model on po2 IR."""
+    """fake-quant (float64) == the golden model on the exported po2 IR."""
     x_int = quantize_input(x.numpy(), q.input_format)
-    ref = run_graph_int(q.graph, x_int)
+    ref = golden_model.run_int(q.module, x_int)
     got = fake_quant_int(q, x)
     mismatch = np.argwhere(got != ref)
     assert mismatch.size == 0, f"{len(mismatch)} mismatches, first at {mismatch[0]}"
-    golden = golden_model.run_int(graph_to_po2(q.graph), x_int)
-    mismatch = np.argwhere(golden != ref)
-    assert mismatch.size == 0, f"golden model on po2 IR: {len(mismatch)} mismatches"
     return ref
+
+
+def kinds(q) -> list[str]:
+    return [op.name.removeprefix("po2.") for op in q.layers]
+
+
+def ops_of(q, kind: type) -> list:
+    return [op for op in q.layers if isinstance(op, kind)]
 
 
 def extreme_inputs(fmt: Format, shape: tuple[int, ...]) -> list[torch.Tensor]:
@@ -124,10 +121,9 @@ def test_tiny_cnn_bit_exact(digits):
     gen = torch.Generator().manual_seed(1)
     q = check_model(model, x_train[:128], [x_test[:64], torch.rand(16, 1, 16, 16, generator=gen),
                                             torch.randn(16, 1, 16, 16, generator=gen) * 3])
-    kinds = [type(layer).__name__ for layer in q.graph]
-    assert kinds == ["Input", "Conv2d", "Conv2d", "Conv2d", "Conv2d", "Add", "Conv2d",
-                     "AvgPool", "Flatten", "NpuLinear"]
-    acts = [layer.act for layer in q.graph if isinstance(layer, (Conv2d, Add))]
+    assert kinds(q) == ["conv2d", "conv2d", "conv2d", "conv2d", "residual_add", "conv2d",
+                        "avgpool", "flatten", "npu_linear"]
+    acts = [op.act for op in q.layers if isinstance(op, (po2.Conv2dOp, po2.ResidualAddOp))]
     assert acts == ["relu", "relu", "relu6", "relu6", "none", "relu"]
     assert q.input_format == Format(8, False, 7)  # digits in [0, 1]: 1.0 * 2^7 <= 255
 
@@ -139,8 +135,9 @@ def test_mobilenetv2_small_bit_exact(digits):
     gen = torch.Generator().manual_seed(2)
     q = check_model(model, x_train[:64], [x_test[:16], torch.rand(8, 1, 16, 16, generator=gen)])
     # width 0.25 rounds the first blocks to 8 channels: 2 more residuals than width 1.0
-    assert sum(isinstance(layer, Add) for layer in q.graph) == 12
-    assert all(layer.fmt.signed for layer in q.graph if isinstance(layer, Add))
+    adds = ops_of(q, po2.ResidualAddOp)
+    assert len(adds) == 12
+    assert all(op.output.type.fmt.signed for op in adds)
 
 
 def test_mobilenetv2_rgb_32_bit_exact():
@@ -153,8 +150,8 @@ def test_mobilenetv2_rgb_32_bit_exact():
     for x in [torch.randn(4, 3, 32, 32, generator=gen)] + extreme_inputs(q.input_format,
                                                                          (3, 32, 32))[:2]:
         assert_bit_exact(q, x)
-    assert q.graph[-2].shape == (1280,)
-    pool = next(layer for layer in q.graph if isinstance(layer, AvgPool))
+    assert q.layers[-2].output.type.dims == (1280,)
+    (pool,) = ops_of(q, po2.AvgPoolOp)
     assert (pool.multiplier, pool.shift) == (1, 4)  # 4x4 -> sum >> 4
 
 
@@ -239,9 +236,8 @@ def test_random_networks_bit_exact(data):
     make = (lambda n: torch.randn(n, in_ch, *hw, generator=gen) * 2) if spec["signed_input"] \
         else (lambda n: torch.rand(n, in_ch, *hw, generator=gen))
     q = check_model(model, make(32), [make(8)], exp_bits=spec["exp_bits"])
-    for layer in q.graph:
-        if isinstance(layer, Conv2d):
-            assert np.abs(layer.weight).max(initial=0) <= 2 ** spec["exp_bits"]
+    for conv in ops_of(q, po2.Conv2dOp):
+        assert np.abs(conv.weight_codes).max(initial=0) <= 2 ** spec["exp_bits"]
 
 
 @st.composite
@@ -313,17 +309,17 @@ def test_functional_forms_and_fusion():
     model = randomize_bn(FunctionalNet())
     x = torch.randn(32, 2, 9, 8)
     q = check_model(model, x, [torch.randn(8, 2, 9, 8)])
-    kinds = [(type(layer).__name__, getattr(layer, "act", "")) for layer in q.graph]
-    assert kinds == [("Input", ""), ("Conv2d", "none"), ("Requant", "relu"),
-                     ("Conv2d", "relu6"), ("Add", "relu6"), ("Conv2d", "none"),
-                     ("Add", "relu6"), ("AvgPool", ""), ("Flatten", ""), ("NpuLinear", "")]
-    conv_a, conv_b = [layer for layer in q.graph if isinstance(layer, Conv2d)][:2]
+    acts = [(kind, getattr(op, "act", "")) for kind, op in zip(kinds(q), q.layers)]
+    assert acts == [("conv2d", "none"), ("requant", "relu"), ("conv2d", "relu6"),
+                    ("residual_add", "relu6"), ("conv2d", "none"), ("residual_add", "relu6"),
+                    ("avgpool", ""), ("flatten", ""), ("npu_linear", "")]
+    conv_a, conv_b, conv_c = ops_of(q, po2.Conv2dOp)
     assert conv_a.padding == (1, 0, 0, 1)  # (top, left, bottom, right) from ZeroPad2d
     assert conv_b.padding == (1, 1, 1, 1) and conv_b.groups == 3
-    assert q.graph[5].padding == (0, 1, 1, 0)  # F.pad (left 1, bottom 1)
-    requant = q.graph[2]
-    assert isinstance(requant, Requant)
-    assert not requant.fmt.signed and requant.inputs == (conv_a.name,)
+    assert conv_c.padding == (0, 1, 1, 0)  # F.pad (left 1, bottom 1)
+    requant = q.layers[1]
+    assert isinstance(requant, po2.RequantOp)
+    assert not requant.output.type.fmt.signed and requant.input.owner is conv_a
 
 
 def test_view_flatten_and_no_pool():
@@ -337,7 +333,7 @@ def test_view_flatten_and_no_pool():
             return self.fc(F.relu(self.conv(x)).reshape(x.shape[0], -1))
 
     q = check_model(Net(), torch.rand(16, 1, 7, 7), [torch.rand(4, 1, 7, 7)])
-    assert isinstance(q.graph[2], Flatten) and q.graph[2].shape == (27,)
+    assert isinstance(q.layers[1], po2.FlattenOp) and q.layers[1].output.type.dims == (27,)
 
 
 # ---------------------------------------------------------------------------------------
@@ -443,25 +439,28 @@ def test_prune_zeroes_smallest():
     torch.manual_seed(0)
     model = randomize_bn(tiny_cnn())
     q = quantize_ptq(model, torch.rand(8, 1, 16, 16), prune=0.5)
-    for layer in q.graph:
-        if isinstance(layer, Conv2d):
-            assert np.mean(layer.weight == 0) >= 0.5
+    for conv in ops_of(q, po2.Conv2dOp):
+        assert np.mean(conv.weight_codes == 0) >= 0.5
     assert_bit_exact(q, torch.rand(4, 1, 16, 16))
 
 
-def test_record_fields(digits):
+def test_exported_ir(digits):
     torch.manual_seed(0)
     q = quantize_ptq(randomize_bn(tiny_cnn()), digits[0][:32])
-    assert isinstance(q.graph[0], Input) and q.graph[0].inputs == ()
-    for layer in q.graph:
-        if isinstance(layer, Conv2d):
-            assert layer.weight.dtype == np.int8 and layer.exp_base.dtype == np.int64
-            assert layer.bias.dtype == np.int64 and layer.bias.shape == (layer.shape[0],)
-            assert len(layer.padding) == 4 and len(layer.stride) == 2
-    npu = q.graph[-1]
-    assert isinstance(npu, NpuLinear) and npu.weight.shape == (10, 24)
-    assert np.abs(npu.weight).max() <= 128 and np.abs(npu.weight).max() >= 64
-    assert npu.fmt.frac == q.graph[-2].fmt.frac + npu.weight_frac and npu.fmt.signed
+    q.name = "tiny.cnn"
+    func = po2.network_func(q.module)
+    assert func.sym_name.data == "tiny_cnn" and func.args[0].type.fmt == q.input_format
+    for op in q.layers:
+        assert op.location.desc.data == op.layer  # the fx node name, for diagnostics
+    for conv in ops_of(q, po2.Conv2dOp):
+        assert conv.weights_attr.get_element_type().width.data == 8
+        assert len(conv.bias) == conv.output.type.dims[0]
+    npu = q.layers[-1]
+    assert isinstance(npu, po2.NpuLinearOp) and npu.weight_matrix.shape == (10, 24)
+    assert np.abs(npu.weight_matrix).max() <= 128 and np.abs(npu.weight_matrix).max() >= 64
+    fmt = npu.output.type.fmt
+    assert fmt.frac == q.layers[-2].output.type.fmt.frac + npu.weight_frac and fmt.signed
+    assert fmt.frac == q.logits_frac
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,19 +474,15 @@ def test_qat_step_keeps_bit_exactness(digits):
     q = quantize_qat(randomize_bn(tiny_cnn()), x_train[:64], (x_train[:128], y_train[:128]),
                      epochs=1, lr=1e-3, seed=0)
     assert_bit_exact(q, x_test[:32])
-    before = q.graph
-    # snapping the weights to their Po2 values is idempotent for the exported graph
+    before = str(q.module)
+    # snapping the weights to their Po2 values is idempotent for the exported IR
     q.fake_quant.snap_()
-    after = export_graph(q.fake_quant)
-    for a, b in zip(before, after):
-        for field in ("weight", "bias", "exp_base"):
-            if hasattr(a, field):
-                assert np.array_equal(getattr(a, field), getattr(b, field)), (a.name, field)
+    after = str(q.refresh().module)
+    assert after == before
     # a state_dict round trip (formats travel as extra state)
     buf = io.BytesIO()
     torch.save(q.fake_quant.state_dict(), buf)
     fresh = build_fake_quant(tiny_cnn(), x_train[:2])
     fresh.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
-    restored = export_graph(fresh.set_quantize(True).eval())
-    assert [layer.fmt for layer in restored] == [layer.fmt for layer in after]
-    assert np.array_equal(restored[-1].weight, after[-1].weight)
+    restored = QuantizedModel(fresh.set_quantize(True).eval())
+    assert str(restored.module) == after

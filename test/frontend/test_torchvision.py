@@ -1,7 +1,7 @@
 """
 torchvision's model definitions (test/torchvision_nets.py) at 32x32: import with PTQ
 (nearest rounding, a few calibration images), then the golden model on the imported po2 IR
-must equal the torch fake-quant model (float64) bit for bit, and run_graph_int too.
+must equal the torch fake-quant model (float64) bit for bit.
 
 Fast tier: mobilenet_v2(0.35) and shufflenet_v2_x0_5 without its max pool (the shuffle,
 split and concat paths) and as torchvision ships it (with its max pool); mobilenet_v2(0.5)
@@ -21,7 +21,8 @@ if importlib.util.find_spec("torchvision") is None:  # importing it needs the st
                 allow_module_level=True)
 
 import torchvision_nets as tv  # noqa: E402
-from hashiflex.frontend import importer, quant  # noqa: E402
+from hashiflex.dialects import po2  # noqa: E402
+from hashiflex.frontend import quant  # noqa: E402
 from hashiflex.frontend.quant import UnsupportedModelError  # noqa: E402
 from hashiflex.golden import model as golden  # noqa: E402
 
@@ -33,7 +34,8 @@ def _golden_equals_fake_quant(make) -> list:
     images = torch.cat([torch.rand(3, *tv.INPUT_SHAPE, generator=g) * 1.25,
                         torch.full((1, *tv.INPUT_SHAPE), 1e3)])
     q = quant.quantize_ptq(model, calib, ptq="nearest")
-    module = importer.graph_to_po2(q.graph, make.__name__)
+    q.name = make.__name__
+    module = q.module
     result = golden.run(module, images.numpy())
     fq = q.fake_quant.double().eval()
     with torch.no_grad():
@@ -44,18 +46,18 @@ def _golden_equals_fake_quant(make) -> list:
     fq.float().set_quantize(False)
     with torch.no_grad():
         torch.testing.assert_close(fq(images[:3]), model(images[:3]), rtol=1e-3, atol=1e-3)
-    return q.graph
+    return q.layers
 
 
 def test_mobilenet_v2_035():
-    graph = _golden_equals_fake_quant(tv.mobilenet_v2_035)
-    assert sum(isinstance(l, quant.Add) for l in graph) == 10  # the residual blocks
+    layers = _golden_equals_fake_quant(tv.mobilenet_v2_035)
+    assert sum(isinstance(op, po2.ResidualAddOp) for op in layers) == 10  # the residual blocks
 
 
 def test_shufflenet_v2_x0_5_without_maxpool():
-    graph = _golden_equals_fake_quant(tv.shufflenet_v2_x0_5_no_maxpool)
-    concats = [l for l in graph if isinstance(l, quant.Concat)]
-    selects = [l for l in graph if isinstance(l, quant.SelectChannels)]
+    layers = _golden_equals_fake_quant(tv.shufflenet_v2_x0_5_no_maxpool)
+    concats = [op for op in layers if isinstance(op, po2.ConcatOp)]
+    selects = [op for op in layers if isinstance(op, po2.SelectChannelsOp)]
     assert len(concats) == 16  # one per InvertedResidual block
     # the shuffle before each chunk is composed into the two chunk selects (13 stride-1
     # blocks split their input); the shuffles before stages 3 and 4 and conv5 stay whole

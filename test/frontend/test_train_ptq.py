@@ -12,7 +12,8 @@ import torch
 from hashiflex import api, train
 from hashiflex.errors import InputError
 from hashiflex.frontend import ptq
-from hashiflex.frontend.quant import Conv2d, QuantOptions, build_fake_quant, quantize_ptq
+from hashiflex.dialects import po2
+from hashiflex.frontend.quant import QuantOptions, build_fake_quant, quantize_ptq
 
 
 def _digits8(n=300):
@@ -34,15 +35,15 @@ def test_adaround_lowers_layer_error_and_stays_on_the_grid():
     q_ada = quantize_ptq(model, x, ptq="adaround")
     q_near = quantize_ptq(model, x, ptq="nearest")
     # both are valid Po2 codes of the same grid width; adaptive rounding changes some choices
-    codes_a = [l.weight for l in q_ada.graph if isinstance(l, Conv2d)]
-    codes_n = [l.weight for l in q_near.graph if isinstance(l, Conv2d)]
+    codes_a = [op.weight_codes for op in q_ada.layers if isinstance(op, po2.Conv2dOp)]
+    codes_n = [op.weight_codes for op in q_near.layers if isinstance(op, po2.Conv2dOp)]
     assert all(np.abs(c).max() <= 8 for c in codes_a)
     assert any((a != n).any() for a, n in zip(codes_a, codes_n))
     # the snapped float weights are a fixed point of the code rule (export == weights)
     fq_a = q_ada.fake_quant
-    before = [l.weight.copy() for l in q_ada.graph if isinstance(l, Conv2d)]
+    before = codes_a
     fq_a.snap_()
-    after = [l.weight for l in q_ada.refresh().graph if isinstance(l, Conv2d)]
+    after = [op.weight_codes for op in q_ada.refresh().layers if isinstance(op, po2.Conv2dOp)]
     assert all((b == a).all() for b, a in zip(before, after))
 
 
