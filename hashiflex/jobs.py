@@ -9,7 +9,13 @@ jobs in, their results and failures out.
   Results must be JSON-serialisable (they are what the cache stores).
 - Jobs run on local worker processes (`workers`, default: the CPU count). A job that raises
   becomes a `JobFailure` with a one-line message; the other jobs' results are kept. A worker
-  that dies (a crash in native code) fails its job, not the run.
+  that dies (a crash in native code, the OOM killer) breaks the whole process pool, and
+  which job it ran is unknown: every unfinished job then runs again, each in a worker of its
+  own, so that a death is charged to the one job it ran; such a job is retried `retries`
+  times before it is reported as failed.
+- `deadline` (seconds, optional): the whole run's wall-clock limit. Jobs without a result
+  by then are stopped and reported as failed ("no result within ..."), so a lost cluster or
+  a hanging tool never hangs the caller.
 - Progress: a bar on a terminal, one line per finished job otherwise.
 
 Two executors behind the one `run_jobs` signature:
@@ -132,6 +138,7 @@ def run_jobs(
     fresh_worker_per_job: bool = False,
     retries: int = 2,
     connect_timeout: float = 10.0,
+    deadline: float | None = None,
     on_finish: Callable[[JobResult | JobFailure], None] | None = None,
 ) -> JobReport:
     """
@@ -189,31 +196,72 @@ def run_jobs(
         if on_finish is not None:
             on_finish(report.results[job.name])
 
+    if deadline is not None and not deadline > 0:
+        raise JobError(f"the deadline must be a positive number of seconds, got {deadline}")
+    stop_at = time.monotonic() + deadline if deadline is not None else None
     if executor == "dask":
-        _run_dask(pending, scheduler, retries, connect_timeout, failed, succeeded)
+        _run_dask(pending, scheduler, retries, connect_timeout, stop_at, failed, succeeded)
     else:
-        _run_local(pending, workers, fresh_worker_per_job, failed, succeeded)
+        _run_local(pending, workers, fresh_worker_per_job, retries, stop_at, failed, succeeded)
+    if stop_at is not None:
+        for job in pending:
+            if job.name not in report.results and job.name not in report.failures:
+                failed(job, f"no result within the {deadline:g} s deadline", "FAILED (deadline)")
     return report
 
 
+def _left(stop_at: float | None) -> float | None:
+    """Seconds until the deadline (None: no deadline), never negative."""
+    return None if stop_at is None else max(0.0, stop_at - time.monotonic())
+
+
 def _run_local(pending: list[Job], workers: int | None, fresh_worker_per_job: bool,
-               failed, succeeded) -> None:
+               retries: int, stop_at: float | None, failed, succeeded) -> None:
     count = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+    broken = _run_pool(pending, count, 1 if fresh_worker_per_job else None, stop_at,
+                       failed, succeeded)
+    # A worker died and broke the pool: run each unfinished job in a one-worker pool of
+    # its own (still `count` at a time), so that a death is charged to the job it ran.
+    attempts = {job.name: 1 for job in broken}
+    while broken and (stop_at is None or time.monotonic() < stop_at):
+        again = []
+        for start in range(0, len(broken), count):
+            batch = broken[start:start + count]
+            died = _run_isolated(batch, stop_at, failed, succeeded)
+            for job in died:
+                if attempts[job.name] > retries:
+                    failed(job, f"its worker process died ({attempts[job.name]} attempts)",
+                           "FAILED (worker died)")
+                else:
+                    attempts[job.name] += 1
+                    again.append(job)
+        broken = again
+
+
+def _run_pool(pending: list[Job], count: int, tasks_per_child: int | None,
+              stop_at: float | None, failed, succeeded) -> list[Job]:
+    """Run `pending` on one pool of `count` spawn workers; return the jobs left unfinished
+    because a worker died (the pool is then broken), in submission order."""
     # spawn: workers start clean (no copy of a parent that may hold torch, threads, locks).
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=count, mp_context=context,
-                               max_tasks_per_child=1 if fresh_worker_per_job else None)
+                               max_tasks_per_child=tasks_per_child)
+    broken: list[Job] = []
     try:
         futures = {pool.submit(_timed, job.fn, job.args): job for job in pending}
         remaining = set(futures)
         while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            done, remaining = wait(remaining, timeout=_left(stop_at),
+                                   return_when=FIRST_COMPLETED)
+            if not done:  # the deadline passed: the caller reports what is left
+                _kill_pool(pool)
+                return []
             for future in done:
                 job = futures[future]
                 try:
                     value, seconds = future.result()
                 except BrokenProcessPool:
-                    failed(job, "its worker process died", "FAILED (worker died)")
+                    broken.append(job)
                 except Exception as error:  # one job failing must not lose the others
                     failed(job, _one_line(error))
                 else:
@@ -224,6 +272,33 @@ def _run_local(pending: list[Job], workers: int | None, fresh_worker_per_job: bo
         _kill_pool(pool)
         raise
     pool.shutdown(wait=True)
+    order = {job.name: i for i, job in enumerate(pending)}
+    return sorted(broken, key=lambda job: order[job.name])
+
+
+def _run_isolated(batch: list[Job], stop_at: float | None, failed, succeeded) -> list[Job]:
+    """Run each job of `batch` in a one-worker pool of its own, concurrently; return the
+    jobs whose worker died."""
+    context = multiprocessing.get_context("spawn")
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=context) for _ in batch]
+    died: list[Job] = []
+    try:
+        futures = {pool.submit(_timed, job.fn, job.args): job for pool, job in zip(pools, batch)}
+        done, _ = wait(futures, timeout=_left(stop_at))
+        for future in done:
+            job = futures[future]
+            try:
+                value, seconds = future.result()
+            except BrokenProcessPool:
+                died.append(job)
+            except Exception as error:
+                failed(job, _one_line(error))
+            else:
+                succeeded(job, value, seconds)
+    finally:
+        for pool in pools:
+            _kill_pool(pool)
+    return died
 
 
 def _children(pid: int) -> list[int]:
@@ -263,7 +338,7 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
 
 
 def _run_dask(pending: list[Job], scheduler: str, retries: int, connect_timeout: float,
-              failed, succeeded) -> None:
+              stop_at: float | None, failed, succeeded) -> None:
     try:
         from distributed import Client, as_completed
         from distributed.client import FutureCancelledError
@@ -283,21 +358,31 @@ def _run_dask(pending: list[Job], scheduler: str, retries: int, connect_timeout:
             future = client.submit(_timed, job.fn, job.args, key=f"{job.name}-{os.urandom(6).hex()}",
                                    retries=retries, pure=False)
             futures[future] = job
-        for future in as_completed(list(futures)):
-            job = futures[future]
-            try:
-                value, seconds = future.result()
-            except KilledWorker:
-                failed(job, "its worker died (Dask rescheduled it, then gave up)",
-                       "FAILED (worker died)")
-            except FutureCancelledError:
-                failed(job, "cancelled on the cluster", "FAILED (cancelled)")
-            except Exception as error:
-                failed(job, _one_line(error))
-            else:
-                succeeded(job, value, seconds)
+        finished = as_completed(list(futures), timeout=_left(stop_at))
+        try:
+            for future in finished:
+                job = futures[future]
+                _collect_dask(future, job, failed, succeeded, KilledWorker, FutureCancelledError)
+        except TimeoutError:  # the deadline: cancel what is left; the caller reports it
+            client.cancel([f for f in futures if not f.done()], force=True)
     except BaseException:
         client.cancel(list(futures), force=True)
         raise
     finally:
         client.close(timeout=connect_timeout)
+
+
+def _collect_dask(future, job: Job, failed, succeeded, killed_worker, cancelled) -> None:
+    """One finished Dask future: its job's result or failure."""
+    try:
+        value, seconds = future.result()
+    except killed_worker:
+        failed(job, "its worker died (Dask rescheduled it, then gave up)", "FAILED (worker died)")
+    except cancelled:
+        failed(job, "cancelled on the cluster", "FAILED (cancelled)")
+    except Exception as error:
+        failed(job, _one_line(error))
+    else:
+        succeeded(job, value, seconds)
+
+

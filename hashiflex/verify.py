@@ -315,7 +315,7 @@ def verify(design_dir: Path | str, inputs: Path | str | np.ndarray, *,
            modules: list[str] | None = None, jobs: int | None = None,
            scheduler: str | None = None, progress: bool = True,
            fresh_worker_per_job: bool = False, on_row=None,
-           connect_timeout: float = 10.0) -> dict:
+           connect_timeout: float = 10.0, deadline: float | None = None) -> dict:
     """
     Verify the modules; returns {"modules": [row per module], "verified", "total", "differ"}.
     `on_row(row)` is called as each module finishes (the benchmark saves partial results).
@@ -332,7 +332,7 @@ def verify(design_dir: Path | str, inputs: Path | str | np.ndarray, *,
     started = time.perf_counter()
     outcome = run_jobs(job_list, workers=jobs, scheduler=scheduler, label="verify",
                        progress=progress, fresh_worker_per_job=fresh_worker_per_job,
-                       on_finish=finished, connect_timeout=connect_timeout)
+                       on_finish=finished, connect_timeout=connect_timeout, deadline=deadline)
     wall = time.perf_counter() - started
     rows = [_row(job, context["modules"][job.name], pipeline_cycles,
                  outcome.failures.get(job.name) or outcome.results[job.name]) for job in job_list]
@@ -367,15 +367,17 @@ def module_line(row: dict) -> str:
 
 def main(design: Path, inputs: Path, *, modules: str | None = None, jobs: int | None = None,
          scheduler: str | None = None, out: Path | None = None, quiet: bool = False,
-         connect_timeout: float = 10.0) -> int:
+         connect_timeout: float = 10.0, deadline: float | None = None) -> int:
     """The CLI's `verify`: per-module lines, the summary, exit 0 only when all are bit-exact."""
     from hashiflex.design_dir import atomic_file
 
     wanted = [m.strip() for m in modules.split(",") if m.strip()] if modules else None
     if connect_timeout <= 0:
         raise InputError(f"--connect-timeout must be > 0, got {connect_timeout:g}")
+    if deadline is not None and not deadline > 0:
+        raise InputError(f"--deadline must be > 0 seconds, got {deadline:g}")
     summary = verify(design, inputs, modules=wanted, jobs=jobs, scheduler=scheduler,
-                     progress=not quiet, connect_timeout=connect_timeout)
+                     progress=not quiet, connect_timeout=connect_timeout, deadline=deadline)
     for row in summary["modules"]:
         print(module_line(row))
     print(f"verified {summary['verified']} of {summary['total']} modules bit-exact "

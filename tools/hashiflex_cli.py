@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the modules on this Dask scheduler's workers (pip install '.[cluster]')")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="give up on a scheduler that does not answer within S seconds (default 10)")
+    p.add_argument("--deadline", type=float, default=None, metavar="S",
+                   help="report the modules without a result after S seconds as failed "
+                        "(default: no limit)")
     p.add_argument("--json", type=Path, dest="out", metavar="FILE",
                    help="also write the per-module results (time, peak memory) as JSON")
 
@@ -366,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
 
             return verify.main(args.design, args.inputs, modules=args.modules, jobs=args.jobs,
                                scheduler=args.scheduler, out=args.out, quiet=args.quiet,
-                               connect_timeout=args.connect_timeout)
+                               connect_timeout=args.connect_timeout, deadline=args.deadline)
         case "examples":
             from hashiflex.examples import EXAMPLES
 

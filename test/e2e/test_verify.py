@@ -2,8 +2,9 @@
 `hashiflex verify` (hashiflex/verify.py) and the job runner's executors (hashiflex/jobs.py):
 each module of a small zoo design alone in Verilator against the golden activations,
 locally and on a local Dask cluster (bound to 127.0.0.1, stopped at the end); an edited
-module is named; an unreachable scheduler fails fast in one line; a Dask worker that dies
-is replaced and its job rerun; Ctrl-C stops the local workers and what they started.
+module is named; an unreachable scheduler fails fast in one line; a worker that dies (local
+or Dask) is replaced and its job rerun, then reported; the run's deadline reports what is
+left instead of hanging; Ctrl-C stops the local workers and what they started.
 Verilator builds are cached by content (the user's cache), so the modules built by the
 first test are reused by the later ones.
 """
@@ -76,6 +77,8 @@ def test_bad_inputs_one_line(design, tmp_path, capsys):
     np.save(tmp_path / "ok.npy", nets.stimulus(NET)[:1])
     code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "ok.npy", "--modules", "zz")
     assert code == 2 and "zz" in err and "modules: a, b, mean, fc" in err
+    code, err = cli(capsys, "verify", design, "--inputs", tmp_path / "ok.npy", "--deadline", "0")
+    assert code == 2 and err.count("\n") == 1 and "--deadline must be > 0" in err
 
 
 def _closed_port() -> int:
@@ -135,19 +138,62 @@ def _fail() -> int:
     raise ValueError("bad module")
 
 
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_dask_deadline_reports_what_is_left(cluster):
+    start = time.monotonic()
+    report = jobs.run_jobs([jobs.Job("slow", _sleep, (600,)), jobs.Job("quick", _sleep, (0,))],
+                           scheduler=cluster, progress=False, deadline=30)
+    assert time.monotonic() - start < 90
+    assert report.results["quick"].value == 0
+    assert report.failures["slow"].message == "no result within the 30 s deadline"
+
+
 # Slow tier: in one full fast-tier run on a loaded machine this test hung (both workers
-# dead, the nannies' restarts never answered); it passed when run alone. Kept out of the
-# default tier until run_jobs has an overall Dask deadline.
+# dead, the nannies' restarts never answered); it passed when run alone. With the deadline
+# it can no longer hang (it fails instead), but a dead cluster under load stays flaky.
 @pytest.mark.slow
 def test_dask_worker_death_is_retried_then_reported(cluster, tmp_path):
     batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)), jobs.Job("raises", _fail)]
-    report = jobs.run_jobs(batch, scheduler=cluster, progress=False, retries=1)
+    report = jobs.run_jobs(batch, scheduler=cluster, progress=False, retries=1, deadline=300)
     assert report.results["once"].value == 42
     assert report.failures["raises"].message == "ValueError: bad module"
     # alone: a job on a dying worker counts that death too (Dask's "suspicious" tasks)
     report = jobs.run_jobs([jobs.Job("always", _always_die)], scheduler=cluster,
                            progress=False)
     assert "worker died" in report.failures["always"].message
+
+
+# -- local workers: a dying worker, the deadline -----------------------------------------
+
+
+def test_local_worker_death_is_retried_then_reported(tmp_path):
+    # a death breaks the whole pool; every unfinished job reruns in a worker of its own,
+    # so "once" succeeds on its retry, "always" is charged with its own deaths only and
+    # the innocent jobs of the batch keep their results
+    batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)),
+             jobs.Job("always", _always_die), jobs.Job("raises", _fail),
+             *[jobs.Job(f"ok{i}", _sleep, (0.2,)) for i in range(3)]]
+    report = jobs.run_jobs(batch, workers=2, progress=False, retries=1)
+    assert report.results["once"].value == 42
+    assert all(report.results[f"ok{i}"].value == 0.2 for i in range(3))
+    assert report.failures["always"].message == "its worker process died (2 attempts)"
+    assert report.failures["raises"].message == "ValueError: bad module"
+
+
+def test_local_deadline_stops_a_hanging_job():
+    start = time.monotonic()
+    # (the deadline leaves room for spawning workers on a loaded machine)
+    report = jobs.run_jobs([jobs.Job("slow", _sleep, (600,)), jobs.Job("quick", _sleep, (0,))],
+                           workers=2, progress=False, deadline=30)
+    assert time.monotonic() - start < 90
+    assert report.results["quick"].value == 0
+    assert report.failures["slow"].message == "no result within the 30 s deadline"
+    with pytest.raises(jobs.JobError, match="deadline"):
+        jobs.run_jobs([jobs.Job("x", _sleep, (0,))], progress=False, deadline=0)
 
 
 # -- Ctrl-C on local workers ----------------------------------------------------------------
