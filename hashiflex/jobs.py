@@ -257,15 +257,8 @@ def _run_pool(pending: list[Job], count: int, tasks_per_child: int | None,
                 _kill_pool(pool)
                 return []
             for future in done:
-                job = futures[future]
-                try:
-                    value, seconds = future.result()
-                except BrokenProcessPool:
-                    broken.append(job)
-                except Exception as error:  # one job failing must not lose the others
-                    failed(job, _one_line(error))
-                else:
-                    succeeded(job, value, seconds)
+                if not _collect_local(future, futures[future], failed, succeeded):
+                    broken.append(futures[future])
     except BaseException:
         # Ctrl-C / SIGTERM: stop the workers and whatever they started (Verilator, make,
         # the C++ compiler, Yosys) now, rather than letting the running jobs finish.
@@ -274,6 +267,20 @@ def _run_pool(pending: list[Job], count: int, tasks_per_child: int | None,
     pool.shutdown(wait=True)
     order = {job.name: i for i, job in enumerate(pending)}
     return sorted(broken, key=lambda job: order[job.name])
+
+
+def _collect_local(future: Future, job: Job, failed, succeeded) -> bool:
+    """One finished local future: its job's result or failure; False if its worker died
+    (the pool is broken and the job has no outcome yet)."""
+    try:
+        value, seconds = future.result()
+    except BrokenProcessPool:
+        return False
+    except Exception as error:  # one job failing must not lose the others
+        failed(job, _one_line(error))
+    else:
+        succeeded(job, value, seconds)
+    return True
 
 
 def _run_isolated(batch: list[Job], stop_at: float | None, failed, succeeded) -> list[Job]:
@@ -285,16 +292,7 @@ def _run_isolated(batch: list[Job], stop_at: float | None, failed, succeeded) ->
     try:
         futures = {pool.submit(_timed, job.fn, job.args): job for pool, job in zip(pools, batch)}
         done, _ = wait(futures, timeout=_left(stop_at))
-        for future in done:
-            job = futures[future]
-            try:
-                value, seconds = future.result()
-            except BrokenProcessPool:
-                died.append(job)
-            except Exception as error:
-                failed(job, _one_line(error))
-            else:
-                succeeded(job, value, seconds)
+        died = [futures[f] for f in done if not _collect_local(f, futures[f], failed, succeeded)]
     finally:
         for pool in pools:
             _kill_pool(pool)
