@@ -20,7 +20,10 @@ from xdsl.parser import Parser
 
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
 from hashiflex.interpreters.hw import HwSimulator, width_of
+from hashiflex.passes.to_hw.builder import HwBuilder, int_type
+from hashiflex.passes.to_hw.layer import ModuleShell
 from hashiflex.passes.to_hw.npu import (
+    _wrapped_not_before,
     build_npu_module,
     default_lanes,
     lane_organisation,
@@ -528,3 +531,27 @@ def test_verilator_matches_simulator(tmp_path):
             assert g[:2] == w[:2], f"{tag} cycle {i}: stall/out_valid {g[:2]} != {w[:2]}"
             if i >= first:
                 assert g == w, f"{tag} cycle {i}: {g} != {w}"
+
+
+@pytest.mark.parametrize("width", [32, 9, 2])
+def test_wrapped_not_before_matches_signed_difference(width):
+    """
+    The swap rule's `count - swap_at >= 0` (wrapping difference read as signed), built as
+    block-parallel compares without a borrow chain, equals the subtract's sign on the wrap
+    edges (difference 0, -1, +-2**(w-1), block boundaries) and on random pairs.
+    """
+    shell = ModuleShell("cmp", [("clk", seq.ClockType()), ("count", int_type(width)),
+                                ("at", int_type(width))], [("reached", int_type(1))])
+    b = HwBuilder(shell.block, shell.args["clk"])
+    module = shell.finish({"reached": _wrapped_not_before(b, shell.args["count"], shell.args["at"])})
+    sim = HwSimulator(module)
+    mask, half = (1 << width) - 1, 1 << (width - 1)
+    rng = np.random.default_rng(width)
+    pairs = [(int(c), int(a)) for c, a in rng.integers(0, 1 << width, size=(300, 2), dtype=np.uint64)]
+    for a in (0, 1, 255, 256, half - 1, half, mask):
+        for d in (0, 1, -1, 2, -2, half - 1, half, half + 1, 255, 256, -256):
+            pairs.append(((a + d) & mask, a & mask))
+    for c, a in pairs:
+        diff = (c - a) & mask
+        expected = int(diff < half)  # sign bit clear
+        assert sim.step(count=c, at=a)["reached"] == expected, (width, c, a)
