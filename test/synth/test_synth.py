@@ -21,7 +21,7 @@ import pytest
 from hashiflex import jobs, synth
 from hashiflex.errors import DesignError, InputError, ToolchainError
 from hashiflex.liberty import read_library
-from hashiflex.passes.to_hw.multicycle import SAMPLE_SUFFIX as MULTICYCLE_SAMPLE_SUFFIX
+from hashiflex.passes.to_hw.multicycle import sdc_text
 
 pytest.importorskip("pyosys", reason='pyosys missing: pip install -e ".[test]"')
 try:
@@ -242,30 +242,28 @@ endmodule
 
 
 def make_multicycle_design(path: Path, cycles: int | None) -> Path:
-    """A held-input multiply-add sampled by `mc_mc_sample` (a multicycle layer's naming,
-    passes/to_hw/multicycle.py), declared `cycles`-cycle in report.json (None: not)."""
+    """A held-input multiply-add sampled by `mc_mc_sample`, declared a `cycles`-cycle path
+    (None: not) in rtl/constraints.sdc as passes/to_hw/multicycle.py writes it."""
     (path / "rtl").mkdir(parents=True)
     (path / "rtl" / "mc.sv").write_text(MC_SV)
+    layers = [{"module": "mc", "multicycle_cycles": cycles, "input_interval_cycles": cycles}]
+    (path / "rtl" / "constraints.sdc").write_text(sdc_text(layers if cycles else []))
     (path / "design.json").write_text(json.dumps({"name": "mc", "top": "mc",
                                                   "files": {"sv": ["rtl/mc.sv"]}}))
-    layer = {"name": "mc", "module": "mc", "kind": "conv", "register_bits": 64}
-    if cycles:
-        layer.update(multicycle_cycles=cycles, input_interval_cycles=cycles)
-    (path / "report.json").write_text(json.dumps({"cycles_per_image": 4, "clock_mhz": 1000.0,
-                                                  "layers": [layer]}))
+    (path / "report.json").write_text(json.dumps({"cycles_per_image": 4, "clock_mhz": 1000.0}))
     return path
 
 
 def test_multicycle_module_timed_per_cycle(tmp_path):
     """A multicycle layer's critical path is the larger of its single-cycle paths (timed
     with the sample registers cut out) and its longest path divided by N."""
-    assert MULTICYCLE_SAMPLE_SUFFIX in synth.MULTICYCLE_SAMPLE_WIRES
     cache = tmp_path / "cache"
     plain = synth.synth(make_multicycle_design(tmp_path / "plain", None), cache_dir=cache,
                         progress=False)["modules"][0]
     assert "multicycle" not in plain
-    row = synth.synth(make_multicycle_design(tmp_path / "mc", 2), cache_dir=cache,
-                      progress=False)["modules"][0]
+    design = make_multicycle_design(tmp_path / "mc", 2)
+    assert synth.multicycle_paths(design, ["mc"]) == {"mc": synth.Multicycle(2, ("mc_mc_sample*",))}
+    row = synth.synth(design, cache_dir=cache, progress=False)["modules"][0]
     mc = row["multicycle"]
     assert mc["cycles"] == 2 and mc["sample_bits_cut"] == 16  # the 16 sample flip-flops
     assert mc["longest_path_ns"] == plain["critical_path_ns"]  # same netlist, same ABC run
