@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hashiflex-synth-cache")
     parser.add_argument("--tiny", type=Path, help="a compiled tiny_cnn design to reuse")
     parser.add_argument("--mnv2", type=Path, help="a compiled MobileNetV2 w0.25 design to reuse")
-    parser.add_argument("--no-mnv2", action="store_true")
+    parser.add_argument("--no-mnv2", action="store_true",
+                        help="tiny_cnn only; the MobileNetV2 section of an existing --out file "
+                             "is kept as it was (with the date of its run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "synth.json")
     args = parser.parse_args(argv)
 
@@ -156,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {d['modules_measured']}/{d['modules_total']} modules measured, "
                   f"{d['area_um2_measured_modules']:.0f} um^2, fmax {d['fmax_mhz_measured_modules']:.0f} MHz, "
                   f"Yosys {d['yosys_seconds_total']:.0f} s wall ({d['yosys_cpu_seconds_total']:.0f} s CPU where known); estimate error {d['estimate_error_summary']}")
+    if args.no_mnv2 and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        if "mobilenetv2_w025" in previous:
+            payload["mobilenetv2_w025"] = {**previous["mobilenetv2_w025"],
+                                           "date": previous["mobilenetv2_w025"].get("date", previous.get("date"))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")

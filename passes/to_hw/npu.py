@@ -38,9 +38,13 @@ Timing (cycle numbers relative to the cycle `a` in which a vector is accepted)
                     `argmax_levels` from the delay model, else ARGMAX_LEVELS_PER_STAGE levels
                     when N >= 16: D extra cycles; MAC registers add `npu_mac_stages`)
     a+M+3+D         `out_valid` pulses, with `out_class` and `out_logits` (all registered)
-    The latency is `npu_latency = M + 3 + D`; the initiation interval is M (no fixed
-    overhead): the next vector is accepted in the cycle of the last MAC step of the
-    current one, and everything after S0 is a free-running pipeline without back pressure.
+    The latency is `npu_latency = M + 3 + D` (+ the MAC registers); the initiation
+    interval is M (no fixed overhead): the next vector is accepted in the cycle of the
+    last MAC step of the current one, and everything after S0 is a free-running pipeline
+    without back pressure. Under a clock target the delay model (`npu_mac_stages`) puts
+    registers into S0: after the selection, after the multiply, then inside the products'
+    adder tree (`_pipelined_sum`), each one cycle more latency, with S1's control signals
+    delayed to match.
 
 Flow control (stall rule)
     One input register holds the vector being processed (no separate pending slot).
@@ -183,14 +187,18 @@ def npu_latency(K: int, N: int, lanes: int, mac_stages: int = 0,
 
 
 def npu_mac_stages(K: int, N: int, lanes: int, in_bits: int, weight_bits: int,
-                   logit_bits: int, clock_mhz: float | None) -> int:
+                   logit_bits: int, clock_mhz: float | None, bias_bits: int = 0) -> int:
     """
     Registers inside stage S0 for a `clock_mhz` target (None: none, the unpipelined MAC):
     1 (between the weight/feature/bias selection and the multiply) when the delay model
     (delay.py) says select + multiply + adder tree do not fit in one period, 2 (also after
     the multiply) when multiply + adder tree alone do not either. The multiply and the
     tree are counted as adder levels of the product's width (the sum's upper bits are the
-    product's sign copies).
+    product's sign copies). With two, the adder tree of the `Lk` products and the bias
+    gets more registers (`2 + r`) when its levels do not fit in one period either: r
+    registers split its levels evenly, each part as many levels as fit at the width of
+    the tree's sums (the products' width plus a bit per level, at least the bias's plus
+    one: the bias is added at full width).
     """
     if clock_mhz is None:
         return 0
@@ -204,7 +212,14 @@ def npu_mac_stages(K: int, N: int, lanes: int, in_bits: int, weight_bits: int,
     mac = delay.adder_path_ns(product_levels + tree_levels, product_width, po2_tree=False)
     if select_levels * delay.MUX_LEVEL_NS + mac <= budget:
         return 0
-    return 1 if mac <= budget else 2
+    if mac <= budget:
+        return 1
+    tree_width = max(product_width + tree_levels, bias_bits + 1)
+    per_stage = 1
+    while (per_stage < tree_levels
+           and delay.adder_path_ns(per_stage + 1, tree_width, po2_tree=False) <= budget):
+        per_stage += 1
+    return 2 + _ceil_div(tree_levels, per_stage) - 1
 
 
 def default_lanes(K: int, N: int, pipeline_cycles_per_image: int) -> int:
@@ -249,26 +264,54 @@ def _equals(b: HwBuilder, value: SSAValue, constant: int) -> SSAValue:
     return b.eq_const(value, constant)
 
 
+#: Bits per block of the wrapped compare's block-parallel less-than (`_wrapped_not_before`).
+COMPARE_BLOCK_BITS = 8
+
+
 def _wrapped_not_before(b: HwBuilder, count: SSAValue, at: SSAValue) -> SSAValue:
     """
-    `count - at >= 0` read as a signed wrapping difference (the sign bit of the
-    difference, inverted), as a carry-select subtract: both halves' differences in
-    parallel, the high one for either borrow of the low one. One 32-bit borrow chain
-    measured ~0.91 ns at Nangate45 (delay.py), more than a 1 GHz cycle; two 16-bit halves
-    and a mux fit.
+    `count - at >= 0` read as a signed wrapping difference, without a subtract's borrow
+    chain: the difference's sign is `count[msb] ^ at[msb] ^ (count[msb-1:0] <u at[msb-1:0])`,
+    and the unsigned less-than is computed in COMPARE_BLOCK_BITS-bit blocks in parallel
+    (`lt` and `eq` per block; the result is the highest block's `lt` behind all higher
+    blocks' `eq`). A 32-bit subtract (or a carry-select of two 16-bit halves, which ABC
+    merges back into one chain) left ~0.95 ns of the NPU's 1 GHz cycle to the path from
+    the `swap` port to the bank flip (`hashiflex synth`, Nangate45); the blocks do not
+    chain.
     """
     width = width_of(count)
-    half = width // 2
-    if half < 8:
-        return b.not_(b.extract(b.sub_wrap(count, at), width - 1, 1))
-    hw_ = width - half
-    c_lo, a_lo = b.extract(count, 0, half), b.extract(at, 0, half)
-    c_hi, a_hi = b.extract(count, half, hw_), b.extract(at, half, hw_)
-    borrow = b.icmp(c_lo, a_lo, "ult")
-    hi_no_borrow = b.sub_wrap(c_hi, a_hi)
-    hi_borrow = b.add_wrap(c_hi, b.not_(a_hi))  # c_hi - a_hi - 1, in parallel
-    sign = b.extract(b.mux(borrow, hi_borrow, hi_no_borrow), hw_ - 1, 1)
-    return b.not_(sign)
+    msb = width - 1
+    sign_in = b.xor(b.extract(count, msb, 1), b.extract(at, msb, 1))
+    if msb == 0:
+        return b.not_(sign_in)
+    blocks = [(lo, min(COMPARE_BLOCK_BITS, msb - lo)) for lo in range(0, msb, COMPARE_BLOCK_BITS)]
+    less = None
+    for lo, w in blocks:  # low block first: a higher block decides unless it is equal
+        c, a = b.extract(count, lo, w), b.extract(at, lo, w)
+        block_lt = b.icmp(c, a, "ult")
+        less = block_lt if less is None else b.or_(block_lt, b.and_(b.icmp(c, a, "eq"), less))
+    return b.not_(b.xor(sign_in, less))
+
+
+def _pipelined_sum(b: HwBuilder, terms: list[SSAValue], zero: SSAValue, registers: int) -> SSAValue:
+    """
+    A balanced tree of modular adds of `terms` with exactly `registers` pipeline registers:
+    after every ceil(levels / (registers + 1)) levels (all values of a level registered
+    together), any left over (a tree shallower than planned) after its root.
+    """
+    level = list(terms) or [zero]
+    levels = max(0, (len(level) - 1).bit_length())
+    per_stage = max(1, _ceil_div(levels, registers + 1))
+    placed = depth = 0
+    while len(level) > 1:
+        nxt = [b.add_wrap(x, y) for x, y in zip(level[0::2], level[1::2])]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+        if placed < registers and depth % per_stage == 0 and len(level) > 1:
+            level = [b.delay(t, 1) for t in level]
+            placed += 1
+    return b.delay(level[0], registers - placed)
 
 
 def build_npu_module(
@@ -376,9 +419,12 @@ def build_npu_module(
     count.set(b.mux(accept, b.add_wrap(count.q, b.const(1, COUNT_BITS)), count.q))
 
     # swap: an incoming pulse replaces a pending swap and counts in its own cycle
+    # count - swap_at >= 0 (wrapping), compared against the port and the pending value in
+    # parallel and selected last: `swap` does not wait for (nor fan out into) a 32-bit mux.
     eff_pend = b.or_(args["swap"], pend.q)
     eff_at = b.mux(args["swap"], args["swap_at"], pend_at.q)
-    reached = _wrapped_not_before(b, count.q, eff_at)  # count - swap_at >= 0 (wrapping)
+    reached = b.mux(args["swap"], _wrapped_not_before(b, count.q, args["swap_at"]),
+                    _wrapped_not_before(b, count.q, pend_at.q))
     flip = b.and_(accept, eff_pend, reached, name="npu_swap_now")
     new_active = b.xor(active.q, flip)
     active.set(new_active)
@@ -411,9 +457,10 @@ def build_npu_module(
     g_bits = [b.extract(g_reg.q, i, 1) for i in range(gb)]
     bank_bit = cur_bank.q
     zero_w, zero_x, zero_l = b.const(0, WB), b.const(0, IB), b.const(0, LB)
-    assert mac_stages in (0, 1, 2), "the MAC path has at most two inner registers"
+    assert mac_stages >= 0, "a negative count of MAC registers"
     select_regs = min(mac_stages, 1)  # after the selection
-    product_regs = mac_stages - select_regs  # after the multiply
+    product_regs = min(mac_stages - select_regs, 1)  # after the multiply
+    tree_regs = mac_stages - select_regs - product_regs  # inside the products' adder tree
 
     def selected(value: SSAValue) -> SSAValue:
         """A selected operand, registered before the multiply when the MAC path is split."""
@@ -458,7 +505,7 @@ def build_npu_module(
         bias = b.resize(b.mux_tree(bleaves, g_bits + [bank_bit], b.const(0, BB)), LB, True)
         terms.append(b.delay(selected(b.mux(c_first, bias, zero_l)), product_regs))
         psum = b.feedback_reg(LB, None, f"psum_{i}")
-        psum.set(b.sum_wrap(terms, zero_l))
+        psum.set(_pipelined_sum(b, terms, zero_l, tree_regs))
         psum_regs.append(psum)
 
     v1 = b.feedback_reg(1, 0, "s1_valid")
@@ -552,7 +599,7 @@ def lower(op: po2.NpuLinearOp, name: str, options: LayerOptions) -> LayerHw:
     weight_bits, bias_bits = op.weight_bits, op.bias_bits
     timed = not options.levels_per_stage  # registers placed by the delay model
     mac_stages = npu_mac_stages(k, n, lanes, x_t.fmt.bits, weight_bits, y_t.fmt.bits,
-                                options.clock_mhz if timed else None)
+                                options.clock_mhz if timed else None, bias_bits)
     argmax_levels = (delay.compare_select_levels_per_stage(options.clock_mhz, y_t.fmt.bits)
                      if timed else None)
     module = build_npu_module(

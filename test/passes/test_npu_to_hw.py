@@ -20,7 +20,10 @@ from xdsl.parser import Parser
 
 from hashiflex.golden.semantics import Format, npu_logit_bits, type_range
 from hashiflex.interpreters.hw import HwSimulator, width_of
+from hashiflex.passes.to_hw.builder import HwBuilder, int_type
+from hashiflex.passes.to_hw.layer import ModuleShell
 from hashiflex.passes.to_hw.npu import (
+    _wrapped_not_before,
     build_npu_module,
     default_lanes,
     lane_organisation,
@@ -29,6 +32,7 @@ from hashiflex.passes.to_hw.npu import (
     npu_class_bits,
     npu_cycles_per_image,
     npu_latency,
+    npu_mac_stages,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -61,11 +65,13 @@ def reference(W: np.ndarray, bias: np.ndarray, x: np.ndarray) -> tuple[list[int]
 class Npu:
     """A built NPU plus its simulator and a driver for stimulus/response."""
 
-    def __init__(self, K, N, *, in_bits=8, in_signed=False, weight_bits=8, bias_bits=24, lanes=1, W=None, b=None):
+    def __init__(self, K, N, *, in_bits=8, in_signed=False, weight_bits=8, bias_bits=24, lanes=1, W=None, b=None,
+                 mac_stages=0):
         self.K, self.N, self.IB, self.signed = K, N, in_bits, in_signed
         self.WB, self.BB = weight_bits, bias_bits
         self.LB = npu_logit_bits(K, Format(in_bits, in_signed, 0), weight_bits, bias_bits)
         self.lanes = lanes
+        self.mac_stages = mac_stages
         self.module = build_npu_module(
             "npu",
             in_features=K,
@@ -78,6 +84,7 @@ class Npu:
             lanes=lanes,
             init_weights=W,
             init_bias=b,
+            mac_stages=mac_stages,
         )
         self.sim = HwSimulator(self.module)
         self.cycle = 0
@@ -137,7 +144,7 @@ class Npu:
                 self.tick(**(pending.pop(0) if pending else {}))
         for extra in pending:
             self.tick(**extra)
-        drain = npu_latency(self.K, self.N, self.lanes) + 2 if drain is None else drain
+        drain = npu_latency(self.K, self.N, self.lanes, self.mac_stages) + 2 if drain is None else drain
         for _ in range(drain):
             self.tick()
 
@@ -528,3 +535,54 @@ def test_verilator_matches_simulator(tmp_path):
             assert g[:2] == w[:2], f"{tag} cycle {i}: stall/out_valid {g[:2]} != {w[:2]}"
             if i >= first:
                 assert g == w, f"{tag} cycle {i}: {g} != {w}"
+
+
+@pytest.mark.parametrize("width", [32, 9, 2])
+def test_wrapped_not_before_matches_signed_difference(width):
+    """
+    The swap rule's `count - swap_at >= 0` (wrapping difference read as signed), built as
+    block-parallel compares without a borrow chain, equals the subtract's sign on the wrap
+    edges (difference 0, -1, +-2**(w-1), block boundaries) and on random pairs.
+    """
+    shell = ModuleShell("cmp", [("clk", seq.ClockType()), ("count", int_type(width)),
+                                ("at", int_type(width))], [("reached", int_type(1))])
+    b = HwBuilder(shell.block, shell.args["clk"])
+    module = shell.finish({"reached": _wrapped_not_before(b, shell.args["count"], shell.args["at"])})
+    sim = HwSimulator(module)
+    mask, half = (1 << width) - 1, 1 << (width - 1)
+    rng = np.random.default_rng(width)
+    pairs = [(int(c), int(a)) for c, a in rng.integers(0, 1 << width, size=(300, 2), dtype=np.uint64)]
+    for a in (0, 1, 255, 256, half - 1, half, mask):
+        for d in (0, 1, -1, 2, -2, half - 1, half, half + 1, 255, 256, -256):
+            pairs.append(((a + d) & mask, a & mask))
+    for c, a in pairs:
+        diff = (c - a) & mask
+        expected = int(diff < half)  # sign bit clear
+        assert sim.step(count=c, at=a)["reached"] == expected, (width, c, a)
+
+
+@pytest.mark.parametrize("K,N,lanes,mac_stages", [(16, 3, 16, 3), (16, 3, 16, 5), (9, 4, 9, 7), (5, 3, 2, 4)])
+def test_pipelined_mac_tree(K, N, lanes, mac_stages):
+    """
+    MAC registers beyond the select and product ones go inside the products' adder tree
+    (after every ceil(levels / (r + 1)) levels; the rest after its root when it is
+    shallower): bit exact, and the latency grows by exactly those registers.
+    """
+    rng = np.random.default_rng(mac_stages * 100 + K)
+    W, b = rand_weights(rng, N, K)
+    npu = Npu(K, N, lanes=lanes, W=W, b=b, mac_stages=mac_stages)
+    vectors = rand_vectors(rng, 4, K, 8, False)
+    npu.run(vectors)
+    npu.check(vectors, [(W, b)] * len(vectors))
+    lat = [r[0] - a for r, a in zip(npu.results, npu.accepts)]
+    assert lat == [npu_latency(K, N, lanes, mac_stages)] * len(vectors)
+    assert npu_latency(K, N, lanes, mac_stages) == npu_latency(K, N, lanes) + mac_stages
+
+
+def test_mac_tree_registers_follow_the_clock():
+    """The delay model splits a 16-product tree at 1000 MHz (25-bit sums: one adder level
+    per stage) but not at 400 MHz; tiny_cnn's one-lane NPU keeps its two registers."""
+    assert npu_mac_stages(64, 10, 16, 8, 8, 25, 1000, 24) == 2 + 4  # 5 levels, 4 registers
+    assert npu_mac_stages(64, 10, 16, 8, 8, 25, 400, 24) < npu_mac_stages(64, 10, 16, 8, 8, 25, 1000, 24)
+    assert npu_mac_stages(24, 10, 1, 8, 8, 25, 1000, 24) == 2
+    assert npu_mac_stages(64, 10, 16, 8, 8, 25, None, 24) == 0

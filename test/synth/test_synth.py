@@ -21,6 +21,7 @@ import pytest
 from hashiflex import jobs, synth
 from hashiflex.errors import DesignError, InputError, ToolchainError
 from hashiflex.liberty import read_library
+from hashiflex.passes.to_hw.multicycle import sdc_text
 
 pytest.importorskip("pyosys", reason='pyosys missing: pip install -e ".[test]"')
 try:
@@ -226,3 +227,47 @@ def test_job_runner_collects_failures_and_caches(tmp_path):
     assert out.failures["j-1"].message == "ValueError: negative: -1"
     again = jobs.run_jobs(batch[:1] + batch[2:], cache_dir=tmp_path, progress=False)
     assert all(r.cached for r in again.results.values())
+
+
+MC_SV = """module mc (input wire clk, input wire take, input wire [31:0] in_data,
+           output logic [15:0] out_data);
+  logic [15:0] mc_line_buf_c0_t0, mc_line_buf_c0_t1, mc_mc_sample;
+  always_ff @(posedge clk) if (take) begin
+    mc_line_buf_c0_t0 <= in_data[15:0]; mc_line_buf_c0_t1 <= in_data[31:16];
+  end
+  always_ff @(posedge clk) mc_mc_sample <= mc_line_buf_c0_t0 * mc_line_buf_c0_t1 + mc_line_buf_c0_t0;
+  always_ff @(posedge clk) out_data <= mc_mc_sample + 16'h3;
+endmodule
+"""
+
+
+def make_multicycle_design(path: Path, cycles: int | None) -> Path:
+    """A held-input multiply-add sampled by `mc_mc_sample`, declared a `cycles`-cycle path
+    (None: not) in rtl/constraints.sdc as passes/to_hw/multicycle.py writes it."""
+    (path / "rtl").mkdir(parents=True)
+    (path / "rtl" / "mc.sv").write_text(MC_SV)
+    layers = [{"module": "mc", "multicycle_cycles": cycles, "input_interval_cycles": cycles}]
+    (path / "rtl" / "constraints.sdc").write_text(sdc_text(layers if cycles else []))
+    (path / "design.json").write_text(json.dumps({"name": "mc", "top": "mc",
+                                                  "files": {"sv": ["rtl/mc.sv"]}}))
+    (path / "report.json").write_text(json.dumps({"cycles_per_image": 4, "clock_mhz": 1000.0}))
+    return path
+
+
+def test_multicycle_module_timed_per_cycle(tmp_path):
+    """A multicycle layer's critical path is the larger of its single-cycle paths (timed
+    with the sample registers cut out) and its longest path divided by N."""
+    cache = tmp_path / "cache"
+    plain = synth.synth(make_multicycle_design(tmp_path / "plain", None), cache_dir=cache,
+                        progress=False)["modules"][0]
+    assert "multicycle" not in plain
+    design = make_multicycle_design(tmp_path / "mc", 2)
+    assert synth.multicycle_paths(design, ["mc"]) == {"mc": synth.Multicycle(2, ("mc_mc_sample*",))}
+    row = synth.synth(design, cache_dir=cache, progress=False)["modules"][0]
+    mc = row["multicycle"]
+    assert mc["cycles"] == 2 and mc["sample_bits_cut"] == 16  # the 16 sample flip-flops
+    assert mc["longest_path_ns"] == plain["critical_path_ns"]  # same netlist, same ABC run
+    assert mc["single_cycle_path_ns"] < mc["longest_path_ns"]  # the multiply is gone
+    assert row["critical_path_ns"] == pytest.approx(
+        max(mc["single_cycle_path_ns"], mc["longest_path_ns"] / 2), abs=1e-4)
+    assert row["area_um2"] == plain["area_um2"]  # area from the module's own run
