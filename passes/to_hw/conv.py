@@ -529,8 +529,8 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
 def lowers_alone(op: po2.UnrolledConv2dOp | po2.Conv2dOp, options: LayerOptions) -> bool:
     """Whether the conv's module depends only on its op and `options`' scalars (adder
     levels, clock, input lanes, frame), not on the stream timing, and its output timing
-    is `output_timing`'s: no lane widener, no row buffer. (Multicycle trees also read the
-    timing: hashiflex/flow.py checks them after the fact.) A worker process can lower it."""
+    is `output_timing`'s: no lane widener, no row buffer (multicycle trees read only the
+    input's item gap, `options.intervals`). A worker process can lower it."""
     lanes = options.lanes_of(op.input)
     if widening(lanes, op.stride[1]) > 1:
         return False

@@ -118,6 +118,8 @@ class LayerOptions:
     streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
     lanes: Mapping[SSAValue, int] = field(default_factory=dict)  # pixels per beat (rates.py)
     clock_mhz: float = 1000.0  # the target the delay model places registers for (delay.py)
+    #: fewest enabled cycles between two items of each stream (multicycle.stream_intervals)
+    intervals: Mapping[SSAValue, int] = field(default_factory=dict)
 
     def lanes_of(self, value: SSAValue) -> int:
         return self.lanes.get(value, 1)
