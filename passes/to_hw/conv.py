@@ -237,8 +237,10 @@ class ConvLowering:
         else:  # one datapath per output lane, all reading the one tap chain
             windows = self.lane_windows(accept, row_ok, col_ok)
             outs = [o for window in windows for o in self.datapath(window)]
+        # inputs held between items (one lane): early channels wait in their registers
+        hold = self.options.intervals.get(self.op.input, 1) if geo.lanes == 1 else 1
         valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name,
-                                          sample_after=cycles)
+                                          sample_after=cycles, hold=hold)
         latency = 1 + lat
         if self.lanes_out != geo.out_lanes:
             valid, data = self.serialise_rows(valid, data, latency)
