@@ -262,8 +262,10 @@ class ConvLowering:
             "comb_adder_levels": hb.stats.max_depth,
             **lanes_entry(geo.out_lanes),
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
-            **({"multicycle_cycles": cycles, "input_interval_cycles": interval}
-               if interval else {}),
+            # the gap between input items the module relies on (held inputs): a test bench
+            # must not feed it faster (hashiflex verify paces it)
+            **({"input_interval_cycles": hold} if hold > 1 else {}),
+            **({"multicycle_cycles": cycles} if interval else {}),
             **({"output_lanes": self.lanes_out, "row_buffer_depth": self.row_buffer.depth}
                if self.row_buffer is not None else {}),
         }

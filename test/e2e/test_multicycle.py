@@ -76,3 +76,23 @@ def test_jobs_build_the_same_multicycle_layers(designs_of):
             (parallel.path / "rtl" / name).read_bytes(), name
     assert json.loads((serial.path / "report.json").read_text())["layers"] == \
         json.loads((parallel.path / "report.json").read_text())["layers"]
+
+
+def test_verify_paces_modules_that_rely_on_held_inputs(designs_of):
+    """`hashiflex verify` runs each module alone: a conv relying on its input gap k gets a
+    beat every k cycles (back to back, a multicycle layer would show a later item's
+    result), and takes k times its input beats per image."""
+    from hashiflex import verify
+
+    design, _ = designs_of
+    images = nets.stimulus(NET)[:2]
+    # a pointwise and a windowed multicycle conv, and the full-rate stem
+    summary = verify.verify(design.path, images, modules=["stem", "dw1", "pw2"], jobs=2,
+                            progress=False)
+    assert summary["differ"] == [] and summary["verified"] == summary["total"] == 3
+    rows = {r["module"]: r for r in summary["modules"]}
+    gaps = {l["module"]: l.get("input_interval_cycles", 1) for l in design.report["layers"]}
+    assert gaps["pw2"] == 4 and gaps["dw1"] == 2 and gaps["stem"] == 1
+    for name, row in rows.items():
+        assert row["cycles_per_image"] == row["report_cycles_per_image"], name
+    assert rows["pw2"]["cycles_per_image"] == 16 * 4  # a 4x4 input, one beat every 4 cycles
