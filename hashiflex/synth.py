@@ -319,7 +319,9 @@ def synth(
         raise DesignError(f"synthesis failed for {len(outcome.failures)} of {len(wanted)} "
                           f"modules: {names}; report.json left unchanged")
 
-    from hashiflex.estimate import estimate_module  # noqa: PLC0415 (keeps import light)
+    from hashiflex.estimate import estimate_module, multicycle_cycles  # noqa: PLC0415
+
+    layers = {l.get("module"): l for l in report.get("layers", [])}
 
     features = module_features(design) if len(outcome.results) < len(files) else {}
     previous = {r["module"]: r for r in report.get("synth", {}).get("modules", [])}
@@ -328,6 +330,9 @@ def synth(
         if module in outcome.results:
             res = outcome.results[module]
             row = measured_row(res.value, library)
+            if (periods := multicycle_cycles(layers.get(module))) > 1:  # N periods (SDC)
+                row["fmax_mhz"] = round(1000.0 * periods / row["critical_path_ns"], 1)
+                row["multicycle_cycles"] = periods
             row["key"] = keys[module]
             row["seconds"] = round(res.seconds, 2)
             if "cpu_seconds" in res.value:

@@ -91,3 +91,16 @@ def test_stream_intervals_of_a_residual_net_behind_strides():
     assert gaps["stem"] == 2 and gaps["dw1"] == 2 and gaps["pw1"] == 2
     assert gaps["dw2"] == 4 and gaps["pw2"] == 4 and gaps["pw3"] == 4
     assert min(v for k, v in gaps.items() if k.startswith("add")) == 2
+
+
+def test_estimated_fmax_of_a_multicycle_layer_counts_its_periods():
+    from hashiflex.estimate import estimate_module
+
+    layer = {"module": "pw", "kind": "conv", "register_bits": 100, "comb_adder_levels": 9}
+    single = estimate_module("pw", {"adder_bits": 400, "max_adder_width": 20},
+                             {"layers": [layer]})
+    multi = estimate_module("pw", {"adder_bits": 400, "max_adder_width": 20},
+                            {"layers": [dict(layer, multicycle_cycles=3)]})
+    assert multi["critical_path_ns"] == single["critical_path_ns"]  # the whole path
+    assert multi["fmax_mhz"] == round(3 * 1000.0 / single["critical_path_ns"], 1)
+    assert multi["multicycle_cycles"] == 3 and "multicycle_cycles" not in single
