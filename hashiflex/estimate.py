@@ -38,6 +38,7 @@ def estimate_module(module: str, features: dict | None, report: dict) -> dict:
         levels = (layer or {}).get("comb_adder_levels") or (1 if width else 0)
     path_ns = cell_model.register_to_register_ns(levels, width)
     flip_flops = round(register_bits * cell_model.REGISTER_RETENTION)
+    cycles = multicycle_cycles(layer)
     return {
         "module": module,
         "area_um2": round(cell_model.module_area_um2(adder_bits, register_bits), 1),
@@ -45,9 +46,18 @@ def estimate_module(module: str, features: dict | None, report: dict) -> dict:
         "cells": None,
         "flip_flops": flip_flops,
         "critical_path_ns": round(path_ns, 4),
-        "fmax_mhz": round(1000.0 / path_ns, 1),
+        "fmax_mhz": round(1000.0 * cycles / path_ns, 1),
+        **({"multicycle_cycles": cycles} if cycles > 1 else {}),
         "estimated": True,
     }
+
+
+def multicycle_cycles(layer: dict | None) -> int:
+    """N for a layer whose adder trees are multicycle paths (rtl/constraints.sdc gives them
+    N periods; passes/to_hw/multicycle.py), else 1. Its longest path is such a tree, so the
+    module's fmax is N / path (its single-cycle paths, counters and valid bits, are taken
+    to be shorter than path / N), and `critical_path_ns` stays the whole path."""
+    return int((layer or {}).get("multicycle_cycles", 1))
 
 
 def estimated_section(report: dict, modules: list[str], features: dict[str, dict]) -> dict:

@@ -31,9 +31,8 @@ processes first (hashiflex/jobs.py `run_jobs`): each gets its conv alone as po2 
 report and the estimate need (name, ports, latency, report, adder/register counts). A conv
 without lane widener or row buffer (`conv.lowers_alone`; the others are lowered here)
 depends on nothing but its op, the adder levels per stage or clock target, its input lanes
-and the frame, except for multicycle trees, which need the input's timing: the worker
-returns the cycles they would take and this process lowers such a conv again when its
-input interval allows them (rare). Its name is the one `NetworkLowering.unique` gives it here (the same calls, in the same order);
+and the frame, and for multicycle trees the gap between its input items, which this process
+computes before any layer is lowered (multicycle.stream_intervals) and passes on. Its name is the one `NetworkLowering.unique` gives it here (the same calls, in the same order);
 the stream timing, which does depend on the layers before, is computed here from the
 returned latency (`conv.output_timing`). Then the loop above runs here with the convs taken
 from the workers' results, so the other layers and the top are lowered in this process and
@@ -161,16 +160,16 @@ def standalone_conv_text(op) -> str:
 
 
 def lower_conv_job(text: str, name: str, levels_per_stage: int, clock_mhz: float, lanes: int,
-                   frame_pixels: int, cse_max_depth: int | None, rtl_dir: str,
-                   hw_path: str | None) -> dict:
+                   frame_pixels: int, input_interval: int, cse_max_depth: int | None,
+                   rtl_dir: str, hw_path: str | None) -> dict:
     """
     A worker process's job (`--jobs N`): one conv layer from `standalone_conv_text`,
     prepared, lowered to its hw.module `name`, written to `rtl_dir/<name>.sv` (and its hw
     IR to `hw_path` if given); returns what the top, the report and the estimate need.
     A conv that `conv.lowers_alone` depends only on its op, the adder levels per stage (or
-    the clock target), its input lanes and the frame, not on the stream timing, which the
-    parent computes from the latency; the one exception, multicycle trees, the parent
-    checks from `settle`.
+    the clock target), its input lanes, the frame and its input's item gap
+    (`input_interval`, for multicycle trees), not on the stream timing, which the parent
+    computes from the latency.
     """
     import io
 
@@ -183,7 +182,6 @@ def lower_conv_job(text: str, name: str, levels_per_stage: int, clock_mhz: float
     from hashiflex.passes.to_hw import module_report
     from hashiflex.passes.to_hw.conv import ConvLowering
     from hashiflex.passes.to_hw.layer import LayerOptions
-    from hashiflex.passes.to_hw.multicycle import multicycle_settle
     from hashiflex.tools.registry import make_context
     from xdsl.utils.exceptions import DiagnosticException
 
@@ -197,9 +195,9 @@ def lower_conv_job(text: str, name: str, levels_per_stage: int, clock_mhz: float
     start = time.perf_counter()
     try:
         options = LayerOptions(levels_per_stage=levels_per_stage, clock_mhz=clock_mhz,
-                               frame_pixels=frame_pixels, lanes={lowered.input: lanes})
-        lowering = ConvLowering(lowered, name, options)
-        layer = lowering.build()  # no stream timing here: never multicycle (see `settle`)
+                               frame_pixels=frame_pixels, lanes={lowered.input: lanes},
+                               intervals={lowered.input: input_interval})
+        layer = ConvLowering(lowered, name, options).build()
     except DiagnosticException as error:
         raise ModelError(f"po2-to-hw: {str(error).strip().splitlines()[0]}")
     hw_module = layer.module
@@ -221,9 +219,6 @@ def lower_conv_job(text: str, name: str, levels_per_stage: int, clock_mhz: float
         "report": module_report(hw_module),
         "features": module_features(hw_module),
         "hw_ops": len(hw_module.body.block.ops),
-        # the cycles its trees would settle in, were it multicycle (multicycle.py): the
-        # parent, which knows the input's timing, lowers it again if it must be
-        "settle": multicycle_settle(lowered, lowering.geo, options),
     }
     if stand_in is not None:
         stand_in.drop_all_references()
@@ -273,7 +268,7 @@ def lower_and_emit(
     from hashiflex.passes.po2_canonicalize import canonicalizer
     from hashiflex.passes.to_hw import NetworkLowering, design_report_of, module_report
     from hashiflex.passes.to_hw.conv import lowers_alone, output_timing
-    from hashiflex.passes.to_hw.multicycle import MIN_INTERVAL, input_interval, sdc_text
+    from hashiflex.passes.to_hw.multicycle import sdc_text
     from hashiflex.passes.to_hw.network import LOWERINGS, layer_name
 
     out_dir = Path(out_dir)
@@ -344,7 +339,8 @@ def lower_and_emit(
                 hw_path = None if hw_parts is None else str(hw_parts / f"{name}.mlir")
                 conv_jobs.append(Job(name, lower_conv_job, (
                     standalone_conv_text(op), name, to_hw.levels_per_stage, to_hw.clock_mhz,
-                    net.options.lanes_of(op.input), net.options.frame_pixels, cse_depth,
+                    net.options.lanes_of(op.input), net.options.frame_pixels,
+                    net.options.intervals.get(op.input, 1), cse_depth,
                     str(out_dir / rtl_dir), hw_path)))
         net.used_names = used_names
         outcome = run_jobs(conv_jobs, workers=jobs, label="lower + emit convs",
@@ -385,16 +381,6 @@ def lower_and_emit(
         timer.add("features", start)
         record(module_report(hw_module), hw_module)
         return len(hw_module.body.block.ops)
-
-    def multicycle_missed(op) -> bool:
-        """Whether a worker's conv would have had multicycle trees here: the worker lowers
-        without the stream timing, and returns the cycles its trees would need (`settle`);
-        such a conv is lowered again in this process."""
-        settle = remote[net.peek_unique(layer_name(op))].get("settle")
-        if settle is None:
-            return False
-        k = input_interval(net.options.streams[op.input])
-        return k >= MIN_INTERVAL and settle <= k
 
     def take_remote(op, stream) -> tuple[str, int]:
         """Record a conv a worker lowered: the top's view of it, its file, report, IR text."""
@@ -438,8 +424,7 @@ def lower_and_emit(
             name = layer_name(op)
             if isinstance(op, layer_kinds):
                 index += 1
-            if isinstance(op, convs) and net.peek_unique(layer_name(op)) in remote \
-                    and not multicycle_missed(op):
+            if isinstance(op, convs) and net.peek_unique(layer_name(op)) in remote:
                 start = time.perf_counter()
                 name, n_ops = take_remote(op, stream)
                 timer.add("collect", start)

@@ -120,9 +120,10 @@ class Multicycle:
     to_patterns: tuple[str, ...]
 
 
+# The -from list may be braced ({a* b*}: the held input and mask registers); -to is one pattern.
 _SDC_MULTICYCLE = re.compile(
-    r"^\s*set_multicycle_path\s+-setup\s+(\d+)\s+-from\s+\[get_cells\s+(?:-hierarchical\s+)?\S+\]"
-    r"\s+-to\s+\[get_cells\s+(?:-hierarchical\s+)?(\S+)\]", re.MULTILINE)
+    r"^\s*set_multicycle_path\s+-setup\s+(\d+)\s+-from\s+\[get_cells\s+(?:-hierarchical\s+)?"
+    r"(?:\{[^}]*\}|\S+)\]\s+-to\s+\[get_cells\s+(?:-hierarchical\s+)?(\S+)\]", re.MULTILINE)
 
 
 def multicycle_paths(design: Path, modules: list[str]) -> dict[str, Multicycle]:
@@ -414,6 +415,8 @@ def synth(
         if module in outcome.results:
             res = outcome.results[module]
             row = measured_row(res.value, library)
+            if row.get("multicycle"):  # critical_path_ns is already per period (measured_row)
+                row["multicycle_cycles"] = row["multicycle"]["cycles"]
             row["key"] = keys[module]
             row["seconds"] = round(res.seconds, 2)
             if "cpu_seconds" in res.value:

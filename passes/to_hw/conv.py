@@ -237,8 +237,10 @@ class ConvLowering:
         else:  # one datapath per output lane, all reading the one tap chain
             windows = self.lane_windows(accept, row_ok, col_ok)
             outs = [o for window in windows for o in self.datapath(window)]
+        # inputs held between items (one lane): early channels wait in their registers
+        hold = self.options.intervals.get(self.op.input, 1) if geo.lanes == 1 else 1
         valid, data, lat = finish_outputs(hb, outs, self.out_fmt, fire_r, self.name,
-                                          sample_after=cycles)
+                                          sample_after=cycles, hold=hold)
         latency = 1 + lat
         if self.lanes_out != geo.out_lanes:
             valid, data = self.serialise_rows(valid, data, latency)
@@ -260,8 +262,10 @@ class ConvLowering:
             "comb_adder_levels": hb.stats.max_depth,
             **lanes_entry(geo.out_lanes),
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
-            **({"multicycle_cycles": cycles, "input_interval_cycles": interval}
-               if interval else {}),
+            # the gap between input items the module relies on (held inputs): a test bench
+            # must not feed it faster (hashiflex verify paces it)
+            **({"input_interval_cycles": hold} if hold > 1 else {}),
+            **({"multicycle_cycles": cycles} if interval else {}),
             **({"output_lanes": self.lanes_out, "row_buffer_depth": self.row_buffer.depth}
                if self.row_buffer is not None else {}),
         }
@@ -529,8 +533,8 @@ def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw
 def lowers_alone(op: po2.UnrolledConv2dOp | po2.Conv2dOp, options: LayerOptions) -> bool:
     """Whether the conv's module depends only on its op and `options`' scalars (adder
     levels, clock, input lanes, frame), not on the stream timing, and its output timing
-    is `output_timing`'s: no lane widener, no row buffer. (Multicycle trees also read the
-    timing: hashiflex/flow.py checks them after the fact.) A worker process can lower it."""
+    is `output_timing`'s: no lane widener, no row buffer (multicycle trees read only the
+    input's item gap, `options.intervals`). A worker process can lower it."""
     lanes = options.lanes_of(op.input)
     if widening(lanes, op.stride[1]) > 1:
         return False

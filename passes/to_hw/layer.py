@@ -118,6 +118,8 @@ class LayerOptions:
     streams: Mapping[SSAValue, StreamTiming] = field(default_factory=dict)
     lanes: Mapping[SSAValue, int] = field(default_factory=dict)  # pixels per beat (rates.py)
     clock_mhz: float = 1000.0  # the target the delay model places registers for (delay.py)
+    #: fewest enabled cycles between two items of each stream (multicycle.stream_intervals)
+    intervals: Mapping[SSAValue, int] = field(default_factory=dict)
 
     def lanes_of(self, value: SSAValue) -> int:
         return self.lanes.get(value, 1)
@@ -141,19 +143,24 @@ class LayerHw:
 
 
 def finish_outputs(hb: HwBuilder, outs: list[Sig], fmt: Format, start_valid: SSAValue,
-                   name: str, sample_after: int = 1) -> tuple[SSAValue, SSAValue, int]:
+                   name: str, sample_after: int = 1,
+                   hold: int = 1) -> tuple[SSAValue, SSAValue, int]:
     """
     Register, equalise and concatenate output channels; delay the valid to match.
     `sample_after` N > 1: the outputs are unpipelined multicycle paths from inputs held
     for at least N cycles (multicycle.py); their registers (named `*_mc_sample`) sample
     every cycle and the valid comes N cycles after the inputs were taken.
+    `hold` k > 1: the datapath's inputs (lat 0) are registers held for k cycles after an
+    item is taken (a conv whose input items come >= k cycles apart), so a value of latency
+    L, sampled every cycle behind them, still holds this item's result up to latency
+    L + k - 1: a channel that early waits in its own register, unequalised (issue 10).
     """
     sample_name = f"{name}{SAMPLE_SUFFIX}" if sample_after > 1 else None
     outs = [hb.stage(o, sample_name) if o.depth > 0 else o for o in outs]
-    outs = hb.align(outs)
-    latency = max((o.lat for o in outs if not o.const), default=0)
-    if sample_after > 1:
-        latency += sample_after - 1
+    latest = max((o.lat for o in outs if not o.const), default=0)
+    latency = latest + sample_after - 1
+    # the valid is read `latency` after the item: only channels too early are delayed
+    outs = [o if latency - o.lat < hold else hb.retime(o, latest) for o in outs]
     channels = [hb.resize(o.value, fmt.bits, o.signed) for o in outs]
     data = hb.concat(channels[::-1])
     if len(channels) > 1:

@@ -27,6 +27,7 @@ from hashiflex.dialects import po2
 from hashiflex.passes.to_hw import (activation, channels, conv, npu, pool, pool2d, requant,
                                     residual)
 from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError, act_type, sv_name
+from hashiflex.passes.to_hw.multicycle import stream_intervals
 from hashiflex.passes.to_hw.rates import RateError, stream_rates
 from hashiflex.passes.to_hw.timing import StreamTiming
 from hashiflex.passes.to_hw.top import TopLayer, build_top
@@ -91,8 +92,10 @@ class NetworkLowering:
         self.streams: dict[SSAValue, StreamTiming] = {
             fn.args[0]: StreamTiming.input(self.frame_pixels)}
         # levels_per_stage 0: the delay model places the registers for clock_mhz (delay.py)
+        intervals = stream_intervals(fn.args[0], self.layers(), self.rates.lanes,
+                                     self.frame_pixels)
         self.options = LayerOptions(max(0, levels_per_stage), npu_lanes, self.frame_pixels,
-                                    self.streams, self.rates.lanes, clock_mhz)
+                                    self.streams, self.rates.lanes, clock_mhz, intervals)
         self.top_name = sv_name(top_name or f"{fn.sym_name.data}_top")
         self.used_names: set[str] = {self.top_name}
         self.plan: list[TopLayer] = []

@@ -372,6 +372,36 @@ def cat_shuffle() -> nn.Module:
     return _init(CatShuffle(), 12, (3, 9, 11))
 
 
+# -- 13. slow layers: after stride-2 layers the convs get multicycle trees ----------------------
+
+
+class SlowTail(nn.Module):
+    """1x16x16: Conv3x3 s2 p1 (1->6)+ReLU6 (8x8: items every >= 2 cycles); residual around
+    depthwise 3x3 + 1x1 (6->6); depthwise 3x3 s2 (4x4: every >= 4 cycles)+ReLU; 1x1 6->16
+    +ReLU; 1x1 16->24; mean((2, 3)); Linear(24->5). Its later pointwise and depthwise convs
+    are multicycle at the default clock target (passes/to_hw/multicycle.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 6, 3, 2, 1)
+        self.dw1 = nn.Conv2d(6, 6, 3, 1, 1, groups=6)
+        self.pw1 = nn.Conv2d(6, 6, 1)
+        self.dw2 = nn.Conv2d(6, 6, 3, 2, 1, groups=6)
+        self.pw2 = nn.Conv2d(6, 16, 1)
+        self.pw3 = nn.Conv2d(16, 24, 1)
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        x = x + self.pw1(F.relu6(self.dw1(x)))
+        x = F.relu(self.pw2(F.relu(self.dw2(x))))
+        return self.fc(self.pw3(x).mean((2, 3)))
+
+
+def slow_tail() -> nn.Module:
+    return _init(SlowTail(), 13, (1, 16, 16))
+
+
 # name -> (factory, calibration kind, what it covers)
 ZOO: dict[str, tuple] = {
     "k5_asym_pad": (k5_asym_pad, "unsigned",
@@ -407,6 +437,9 @@ ZOO: dict[str, tuple] = {
     "cat_shuffle": (cat_shuffle, "unsigned",
                     "torch.cat of three branches of unequal latency (FIFOs), channel shuffle "
                     "g=2, split [5, 9], chunk(2), residual of two chunks, 3x9x11"),
+    "slow_tail": (slow_tail, "unsigned",
+                  "3x3 s2 stem, residual dw+pw at 8x8, dw s2 to 4x4, pointwise 6->16->24: "
+                  "multicycle trees on the slow layers (rtl/constraints.sdc)"),
 }
 
 # the default (fast) tier: the most diverse ones

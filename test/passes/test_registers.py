@@ -58,3 +58,49 @@ def test_multicycle_constraints():
                      {"module": "other"}])
     assert "set_multicycle_path -setup 3" in text and "set_multicycle_path -hold 2" in text
     assert "pw_line_buf_*" in text and "pw_mc_sample*" in text and "other" not in text
+
+
+def test_item_gap_includes_the_next_image():
+    from hashiflex.passes.to_hw.multicycle import item_gap
+
+    assert item_gap([0, 2, 4], 6) == 2  # the next image's item 0 is 2 after item 4
+    assert item_gap([1, 3, 14], 16) == 2  # 14 -> 17 (the next image's 1) is 3
+    assert item_gap([15], 16) == 16  # one item per image (global pooling)
+
+
+def test_stream_intervals_of_a_residual_net_behind_strides():
+    """The gaps of e2e's slow_tail (1x16x16, 3x3 s2 stem, residual dw+pw at 8x8, dw s2 to
+    4x4, pointwise): strides multiply them, the residual add keeps them (the latency spread
+    of its branches, which hid every layer behind a residual block, plays no part)."""
+    from pathlib import Path
+
+    import numpy as np
+    from xdsl.dialects import func
+
+    from hashiflex import api
+    from hashiflex.passes.to_hw import NetworkLowering
+
+    nets = Path(__file__).parents[1] / "e2e" / "nets.py"
+    calib = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
+    module, _ = api.import_model(f"{nets}:slow_tail", calib=calib)
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    net = NetworkLowering(fn, levels_per_stage=0)
+    gaps = {op.properties["layer"].data: net.options.intervals[op.results[0]]
+            for op in net.layers() if "layer" in op.properties}
+    assert net.options.intervals[fn.args[0]] == 1
+    assert gaps["stem"] == 2 and gaps["dw1"] == 2 and gaps["pw1"] == 2
+    assert gaps["dw2"] == 4 and gaps["pw2"] == 4 and gaps["pw3"] == 4
+    assert min(v for k, v in gaps.items() if k.startswith("add")) == 2
+
+
+def test_estimated_fmax_of_a_multicycle_layer_counts_its_periods():
+    from hashiflex.estimate import estimate_module
+
+    layer = {"module": "pw", "kind": "conv", "register_bits": 100, "comb_adder_levels": 9}
+    single = estimate_module("pw", {"adder_bits": 400, "max_adder_width": 20},
+                             {"layers": [layer]})
+    multi = estimate_module("pw", {"adder_bits": 400, "max_adder_width": 20},
+                            {"layers": [dict(layer, multicycle_cycles=3)]})
+    assert multi["critical_path_ns"] == single["critical_path_ns"]  # the whole path
+    assert multi["fmax_mhz"] == round(3 * 1000.0 / single["critical_path_ns"], 1)
+    assert multi["multicycle_cycles"] == 3 and "multicycle_cycles" not in single
