@@ -344,6 +344,11 @@ def _reuse_columns(
     of the existing columns that replace them; None if there is none.
     """
     a, b, d, rel = (np.concatenate([x[i] for x in defs]) for i in range(4))
+    # Only pairs whose lead column leads some shared column can be one (cheap to test).
+    leads = np.zeros(n_cols, bool)
+    leads[a] = True
+    maybe = np.flatnonzero(leads[cur.col[lead]])
+    lead, tail, code = lead[maybe], tail[maybe], code[maybe]
     fits = d < max_d
     col_code = ((a * n_cols + b) * max_d + d) * 2 + (rel > 0)
     col_id = np.flatnonzero(fits)
