@@ -52,10 +52,11 @@ adder depth of its new column stays within
 `max_depth` (the depth of a column is one more than the deeper of its two operands): each
 output's tree then has at most `max_depth` adder levels below its own balanced sum, which
 bounds what sharing adds to the critical path the pipelining has to absorb. The pass
-default, 2, is the default `levels_per_stage`: deeper sharing saves a few percent more
-adders but costs pipeline and alignment registers (tiny_cnn: max_depth 2 gives 3,276
-adders and 52.0K register bits, unbounded 3,166 and 63.2K; without the pass 5,201 and
-47.1K). `share_terms` alone (the benchmark against da4ml) is unbounded by default.
+default, 2, is the default `levels_per_stage`. (tiny_cnn, measured with the register
+rules of the time the default was chosen: max_depth 2 gave 3,276 adders and 52.0K register
+bits, unbounded 3,166 and 63.2K. Today, with registers placed by the delay model: max_depth
+2 gives 3,265 adders and 43.7K register bits, unbounded 3,125 and 40.7K, without the pass
+5,202 and 34.5K.) `share_terms` alone (the benchmark against da4ml) is unbounded by default.
 
 The region is then rebuilt: each shared column is one `po2.add`/`po2.sub` of its operands
 (with a `po2.shl` for the second), each output channel `sum(positive terms) -
