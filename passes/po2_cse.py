@@ -393,7 +393,9 @@ def share_terms(
     only takes keys that occur at least `round_ratio` times as often as the most frequent
     key of the round: the less frequent ones wait for the next round, where the columns
     just created can pair with their terms (close to the one-key-at-a-time greedy, in far
-    fewer passes over the pairs).
+    fewer passes over the pairs). `reuse`: pairs an existing shared column computes become
+    its terms first; `join_rows`: the count-2 tail shares whole common parts of two rows
+    (`_join_row_pairs`). Both on by default; off only to measure what they bring.
     """
     start = time.perf_counter()
     depth = np.zeros(n_inputs, np.int64)
