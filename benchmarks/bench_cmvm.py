@@ -8,20 +8,28 @@ nonzero weight beyond the first of each output) / po2-cse (`share_terms`) / da4m
 * the pointwise (1x1, groups 1) layers of the shipped MobileNetV2 32x32 at widths 0.25 and
   1.0 (the po2 IR `hashiflex import` builds; untrained, seed 0).
 
-Times are CPU seconds of this process (`time.process_time`, fair on a shared machine; da4ml
-runs single-threaded here) and wall seconds. da4ml is slow on larger matrices, so it runs
-only where outputs x inputs <= --da4ml-max-size (and on the first --da4ml-seeds seeds).
+Times are CPU seconds of this process (`time.process_time`, fair on a shared machine; run
+da4ml single-threaded with OMP_NUM_THREADS=1, its CPU time counts all its threads anyway)
+and wall seconds. da4ml is slow on larger matrices, so it runs only where outputs x inputs
+<= --da4ml-max-size (and on the first --da4ml-seeds seeds). da4ml is deterministic, so its
+figures for a matrix already in --da4ml-cache (by default the cmvm.json this script wrote
+before) are taken from there instead of running it again: such rows say
+`"da4ml_cached": true` (their times are that earlier run's). Every row records its
+matrix's fingerprint (`matrix_sha1`) for that lookup; rows of older files without one
+match on model/layer or shape/density/seed plus nonzeros and naive adders.
 Writes benchmarks/results/cmvm.json. With --compile instead: the whole `hashiflex compile`
 of MobileNetV2 w0.25 32x32 with and without po2-cse, each in a fresh process (adders,
 register bits, latency, wall and CPU seconds), written to benchmarks/results/cmvm_compile.json.
 
-    python benchmarks/bench_cmvm.py [--seeds 3] [--models w025,w1] [--no-da4ml]
+    python benchmarks/bench_cmvm.py [--seeds 3] [--models w025,w1] [--no-da4ml] [--da4ml-cache F]
     python benchmarks/bench_cmvm.py --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -55,6 +63,36 @@ def run_ours(codes: np.ndarray) -> dict:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"naive": naive_adders(terms), "ours": sharing.adders(), "ours_cpu_s": cpu,
             "ours_wall_s": wall, "ours_depth": int(sharing.depth.max(initial=0))}
+
+
+def fingerprint(codes: np.ndarray) -> str:
+    """sha1 of the matrix (shape and int8 codes): the da4ml cache key."""
+    data = np.ascontiguousarray(codes, dtype=np.int8)
+    return hashlib.sha1(repr(codes.shape).encode() + data.tobytes()).hexdigest()
+
+
+class Da4mlCache:
+    """da4ml's figures of an earlier cmvm.json, found by fingerprint or by legacy fields."""
+
+    FIELDS = ("da4ml", "da4ml_cpu_s", "da4ml_wall_s")
+
+    def __init__(self, path: str) -> None:
+        self.rows: list[dict] = []
+        if path and Path(path).exists():
+            data = json.loads(Path(path).read_text())
+            rows = data.get("random", []) + data.get("mobilenetv2_pointwise", [])
+            self.rows = [e for e in rows if "da4ml" in e]
+
+    def lookup(self, entry: dict) -> dict | None:
+        for e in self.rows:
+            if "matrix_sha1" in e:
+                same = e["matrix_sha1"] == entry["matrix_sha1"]
+            else:
+                ident = ("model", "layer") if "layer" in entry else ("shape", "density", "seed")
+                same = all(e.get(k) == entry.get(k) for k in ident + ("nonzeros", "naive"))
+            if same:
+                return {**{k: e[k] for k in self.FIELDS if k in e}, "da4ml_cached": True}
+        return None
 
 
 def run_da4ml(codes: np.ndarray) -> dict:
@@ -125,6 +163,8 @@ def main() -> None:
                         help="run da4ml only on matrices with outputs x inputs <= this")
     parser.add_argument("--da4ml-seeds", type=int, default=1)
     parser.add_argument("--shapes", default="", help="e.g. 32x64,64x128 (default: all)")
+    parser.add_argument("--da4ml-cache", default=str(HERE / "results" / "cmvm.json"),
+                        help="reuse da4ml's figures for matrices in this earlier cmvm.json ('' : never)")
     parser.add_argument("--compile", action="store_true",
                         help="instead: whole compile of MobileNetV2 w0.25 with and without po2-cse")
     args = parser.parse_args()
@@ -138,6 +178,7 @@ def main() -> None:
     except ImportError:
         have_da4ml = False
         print("da4ml not installed: its column is skipped (pip install da4ml)")
+    cache = Da4mlCache("" if args.no_da4ml else args.da4ml_cache)
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")] \
         if args.shapes else SHAPES
 
@@ -148,9 +189,10 @@ def main() -> None:
                 codes = random_codes(np.random.default_rng([rows, cols, int(density * 100), seed]),
                                      rows, cols, density)
                 entry = {"shape": f"{rows}x{cols}", "density": density, "seed": seed,
-                         "nonzeros": int(np.count_nonzero(codes)), **run_ours(codes)}
-                if have_da4ml and rows * cols <= args.da4ml_max_size and seed < args.da4ml_seeds:
-                    entry.update(run_da4ml(codes))
+                         "nonzeros": int(np.count_nonzero(codes)),
+                         "matrix_sha1": fingerprint(codes), **run_ours(codes)}
+                if rows * cols <= args.da4ml_max_size and seed < args.da4ml_seeds:
+                    _add_da4ml(entry, codes, cache, have_da4ml)
                 random_rows.append(entry)
                 _print_row(entry)
 
@@ -160,9 +202,10 @@ def main() -> None:
         for name, codes in pointwise_layers(f"{HERE / 'models.py'}:{models[width]}"):
             entry = {"model": f"mobilenetv2_{width}", "layer": name,
                      "shape": f"{codes.shape[0]}x{codes.shape[1]}",
-                     "nonzeros": int(np.count_nonzero(codes)), **run_ours(codes)}
-            if have_da4ml and codes.size <= args.da4ml_max_size:
-                entry.update(run_da4ml(codes))
+                     "nonzeros": int(np.count_nonzero(codes)),
+                     "matrix_sha1": fingerprint(codes), **run_ours(codes)}
+            if codes.size <= args.da4ml_max_size:
+                _add_da4ml(entry, codes, cache, have_da4ml)
             layer_rows.append(entry)
             _print_row(entry)
 
@@ -173,9 +216,19 @@ def main() -> None:
                            "summary": summary})
 
 
+def _add_da4ml(entry: dict, codes: np.ndarray, cache: Da4mlCache, have_da4ml: bool) -> None:
+    """da4ml's figures for this matrix: from the cache, else from a run if installed."""
+    cached = cache.lookup(entry)
+    if cached is not None:
+        entry.update(cached)
+    elif have_da4ml:
+        entry.update(run_da4ml(codes))
+
+
 def _print_row(e: dict) -> None:
     what = e.get("layer") or f"density {e['density']} seed {e['seed']}"
-    da4ml = (f"  da4ml {e['da4ml']:7d} ({e['da4ml_cpu_s']:7.2f} s cpu)" if "da4ml" in e else "")
+    da4ml = (f"  da4ml {e['da4ml']:7d} ({e['da4ml_cpu_s']:7.2f} s cpu"
+             f"{', cached' if e.get('da4ml_cached') else ''})" if "da4ml" in e else "")
     print(f"{e.get('model', 'random'):18s} {e['shape']:>9s} {what:28s} naive {e['naive']:7d}  "
           f"ours {e['ours']:7d} ({e['ours'] / max(e['naive'], 1):.3f}, {e['ours_cpu_s']:6.2f} s cpu)"
           + da4ml, flush=True)
@@ -186,9 +239,13 @@ def _summary(random_rows: list[dict], layer_rows: list[dict]) -> dict:
     summary: dict = {}
     if both:
         summary["da4ml_compared_matrices"] = len(both)
+        summary["da4ml_cached_matrices"] = sum(bool(e.get("da4ml_cached")) for e in both)
         summary["ours_over_da4ml_adders_median"] = float(np.median([e["ours"] / e["da4ml"] for e in both]))
         summary["ours_over_da4ml_adders_max"] = float(max(e["ours"] / e["da4ml"] for e in both))
         summary["ours_fewer_or_equal_count"] = sum(e["ours"] <= e["da4ml"] for e in both)
+        summary["ours_fewer_count"] = sum(e["ours"] < e["da4ml"] for e in both)
+        summary["ours_over_da4ml_adders_total"] = (sum(e["ours"] for e in both)
+                                                  / sum(e["da4ml"] for e in both))
         summary["da4ml_over_ours_cpu_time_median"] = float(
             np.median([e["da4ml_cpu_s"] / max(e["ours_cpu_s"], 1e-3) for e in both]))
     summary["random_ours_over_naive_median"] = float(np.median([e["ours"] / e["naive"] for e in random_rows])) if random_rows else None

@@ -187,3 +187,36 @@ def test_share_terms_stops_only_when_no_pair_repeats(round_ratio, seed, shape, d
         disjoint = {frozenset((i, j)) for _, i, j in uses}
         # Two uses of one key that share no term could have been one more shared column.
         assert not any(a.isdisjoint(b) for a in disjoint for b in disjoint if a != b), key
+
+
+def _evaluate(sharing, n_rows: int, x: np.ndarray) -> list[int]:
+    """Every row of a `Sharing` evaluated on the inputs x (Python ints: exact)."""
+    cols = list(x)
+    for a, b, d, s in zip(sharing.a, sharing.b, sharing.shift, sharing.sign):
+        cols.append(cols[a] + int(s) * (cols[b] << int(d)))
+    y = [0] * n_rows
+    t = sharing.terms
+    for row, col, shift, sign in zip(t.row, t.col, t.shift, t.sign):
+        y[row] += int(sign) * (cols[col] << int(shift))
+    return y
+
+
+@pytest.mark.parametrize("max_depth,depth", [(64, 3), (2, 2)])
+def test_two_rows_share_their_common_part_as_one_balanced_sum(max_depth, depth):
+    """
+    Two channels holding the same six terms (the second shifted by 2 and negated) plus one
+    term of their own: every pair key occurs exactly twice, so the tail joins the common
+    part once, as a balanced sum (5 adders, depth 3), and each channel adds its own term:
+    7 adders against 12. With max_depth 2 the common part stays in two shared halves.
+    """
+    common_cols, common_shifts = np.arange(6), np.array([0, 1, 2, 3, 4, 5])
+    row = np.r_[np.zeros(7, np.int64), np.ones(7, np.int64)]
+    col = np.r_[common_cols, 10, common_cols, 11]
+    shift = np.r_[common_shifts, 0, common_shifts + 2, 3]
+    sign = np.r_[np.ones(7, np.int64), -np.ones(6, np.int64), 1]
+    sharing = share_terms(Terms(row, col, shift, sign), 12, max_depth=max_depth)
+    assert sharing.depth.max() == depth
+    assert sharing.adders() == (7 if max_depth >= 3 else 8)
+    x = np.random.default_rng(0).integers(-100, 100, 12).astype(object)
+    y0 = sum(x[c] << int(s) for c, s in zip(common_cols, common_shifts))
+    assert _evaluate(sharing, 2, x) == [y0 + x[10], -(y0 << 2) + (x[11] << 3)]
