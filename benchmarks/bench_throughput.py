@@ -175,7 +175,7 @@ def main() -> None:
                         help="only print the README's table from throughput.json")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.loads((RESULTS / "throughput.json").read_text())["points"]))
+        print(markdown(with_bounds(json.loads((RESULTS / "throughput.json").read_text())["points"])))
         return
     if args.plot_only:  # also fills in the adders' lower bounds from the P=1 points
         saved = json.loads((RESULTS / "throughput.json").read_text())
