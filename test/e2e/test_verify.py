@@ -23,6 +23,7 @@ import time
 import numpy as np
 import pytest
 
+import job_fns
 import nets
 from conftest import cli
 
@@ -122,34 +123,15 @@ def test_verify_on_dask_cluster(cluster, design, images):
     assert all(r["beats_differ"] == 0 for r in summary["modules"])
 
 
-def _die_once(marker: str) -> int:
-    """Kills its worker process the first time (no marker yet), returns 42 the next."""
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)
-    return 42
-
-
-def _always_die() -> int:
-    os._exit(1)
-
-
-def _fail() -> int:
-    raise ValueError("bad module")
-
-
-def _sleep(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
-
-
 def test_dask_deadline_reports_what_is_left(cluster):
+    # A cancelled task already running on a Dask worker runs on there (its result dropped):
+    # the slow job is kept short so that it frees its worker for the tests after this one.
     start = time.monotonic()
-    report = jobs.run_jobs([jobs.Job("slow", _sleep, (600,)), jobs.Job("quick", _sleep, (0,))],
-                           scheduler=cluster, progress=False, deadline=30)
-    assert time.monotonic() - start < 90
+    batch = [jobs.Job("slow", job_fns.sleep, (45,)), jobs.Job("quick", job_fns.sleep, (0,))]
+    report = jobs.run_jobs(batch, scheduler=cluster, progress=False, deadline=15)
+    assert time.monotonic() - start < 40
     assert report.results["quick"].value == 0
-    assert report.failures["slow"].message == "no result within the 30 s deadline"
+    assert report.failures["slow"].message == "no result within the 15 s deadline"
 
 
 # Slow tier: in one full fast-tier run on a loaded machine this test hung (both workers
@@ -157,12 +139,13 @@ def test_dask_deadline_reports_what_is_left(cluster):
 # it can no longer hang (it fails instead), but a dead cluster under load stays flaky.
 @pytest.mark.slow
 def test_dask_worker_death_is_retried_then_reported(cluster, tmp_path):
-    batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)), jobs.Job("raises", _fail)]
+    batch = [jobs.Job("once", job_fns.die_once, (str(tmp_path / "marker"),)),
+             jobs.Job("raises", job_fns.fail)]
     report = jobs.run_jobs(batch, scheduler=cluster, progress=False, retries=1, deadline=300)
     assert report.results["once"].value == 42
     assert report.failures["raises"].message == "ValueError: bad module"
     # alone: a job on a dying worker counts that death too (Dask's "suspicious" tasks)
-    report = jobs.run_jobs([jobs.Job("always", _always_die)], scheduler=cluster,
+    report = jobs.run_jobs([jobs.Job("always", job_fns.always_die)], scheduler=cluster,
                            progress=False)
     assert "worker died" in report.failures["always"].message
 
@@ -174,9 +157,9 @@ def test_local_worker_death_is_retried_then_reported(tmp_path):
     # a death breaks the whole pool; every unfinished job reruns in a worker of its own,
     # so "once" succeeds on its retry, "always" is charged with its own deaths only and
     # the innocent jobs of the batch keep their results
-    batch = [jobs.Job("once", _die_once, (str(tmp_path / "marker"),)),
-             jobs.Job("always", _always_die), jobs.Job("raises", _fail),
-             *[jobs.Job(f"ok{i}", _sleep, (0.2,)) for i in range(3)]]
+    batch = [jobs.Job("once", job_fns.die_once, (str(tmp_path / "marker"),)),
+             jobs.Job("always", job_fns.always_die), jobs.Job("raises", job_fns.fail),
+             *[jobs.Job(f"ok{i}", job_fns.sleep, (0.2,)) for i in range(3)]]
     report = jobs.run_jobs(batch, workers=2, progress=False, retries=1)
     assert report.results["once"].value == 42
     assert all(report.results[f"ok{i}"].value == 0.2 for i in range(3))
@@ -187,13 +170,13 @@ def test_local_worker_death_is_retried_then_reported(tmp_path):
 def test_local_deadline_stops_a_hanging_job():
     start = time.monotonic()
     # (the deadline leaves room for spawning workers on a loaded machine)
-    report = jobs.run_jobs([jobs.Job("slow", _sleep, (600,)), jobs.Job("quick", _sleep, (0,))],
-                           workers=2, progress=False, deadline=30)
+    batch = [jobs.Job("slow", job_fns.sleep, (600,)), jobs.Job("quick", job_fns.sleep, (0,))]
+    report = jobs.run_jobs(batch, workers=2, progress=False, deadline=30)
     assert time.monotonic() - start < 90
     assert report.results["quick"].value == 0
     assert report.failures["slow"].message == "no result within the 30 s deadline"
     with pytest.raises(jobs.JobError, match="deadline"):
-        jobs.run_jobs([jobs.Job("x", _sleep, (0,))], progress=False, deadline=0)
+        jobs.run_jobs([jobs.Job("x", job_fns.sleep, (0,))], progress=False, deadline=0)
 
 
 # -- Ctrl-C on local workers ----------------------------------------------------------------
