@@ -18,14 +18,31 @@ of its operands (`Sig.zeros`): the model is indexed by that *carry width*, not b
 adder's width. Indexed by the full width (and taking the worse of table and plane) the
 previous model planned one level per stage for tiny_cnn's 17-22-bit adders and doubled its
 registers (47,097 -> ~92,300 bits), although those trees measure 1046-1204 MHz at two
-levels per stage and about 990 MHz at three (`hashiflex synth`, docs/synthesis.md). The
-table itself is pessimistic for real layer trees (random full-width operands, every path
-sensitised): `PO2_TREE_FACTOR` scales it to our measurement of a real layer: tiny_cnn's
-pw_0 compiled with four adder levels per stage (operand carry widths <= 13 bits; table
-1.03 ns) measured 1.100 ns register to register (910 MHz, `hashiflex synth`, 2026-12-03),
-i.e. 0.95 ns of logic: 0.92 of the table. (With 0.82, fitted first to the ~990 MHz of
-three-level stages, the model allowed that four-level stage and missed 1000 MHz.) The NPU (full-width products) uses the table as
-measured (`po2_tree=False`).
+levels per stage and about 990 MHz at three (`hashiflex synth`, docs/synthesis.md). Two
+calibrations of the factor between this table and a real layer's stage followed: 0.82
+(fitted on the ~990 MHz of three-level stages; it allowed four levels in `pw_0`, which
+measured 910 MHz), then 0.92 (fitted on that `pw_0` alone).
+
+The table is not the delay of a real layer's stage: ABC maps a whole layer's thousands of
+trees against one target, shifted operands fold, and the calibration trees' delay barely
+grows from two to three levels (0.76 -> 0.85 ns at 16 bits) where a layer's does. So the
+Po2 trees' delay is the table times a factor per level count, fitted on measured stages of
+tiny_cnn (`PO2_STAGE_CALIBRATION`): each point is a module compiled at 1000 MHz, the
+model's worst stage in it (levels, carry width: traced from the builder's adders, the
+widest carry on the path) and the module's measured register-to-register logic (ABC
+`stime`, without clock-to-Q and setup; `hashiflex synth`, ABC target 747 ps, 2026-12-03,
+benchmarks/results/synth.json). The module's longest path may be other logic than the
+tree, so each ratio is an upper bound of its tree's: the factor for L levels is the worst
+ratio of the points with at most L levels (at least 2), so the model bounds every measured
+stage from above. At 1000 MHz it plans 3 levels up to 11-bit carries, 2 up to 17, 1 beyond.
+What it corrects: with the one factor 0.92 the model allowed three levels up to 17-bit
+carries, and `down_0` (3 levels, 14-, 17-, 18-bit adders) measured 1.002 ns of logic,
+`head_0` (17-, 19-, 20-bit) 1.085 ns, where the model planned at most 0.85 ns: 868 and
+809 MHz. The points were added in three rounds (compile, `hashiflex synth`, add the new
+worst stages; docs/synthesis.md has the table): the last round measures every tiny_cnn
+module >= 1001 MHz. ABC's mapping of a 2,000-adder layer moves by about 5 % between
+placements; two-level stages measured 0.84-1.02 of the table. The NPU
+(full-width products) uses the table as measured (`po2_tree=False`).
 
 Between table widths the delay is interpolated linearly; beyond the table (more than four
 levels or wider than 32 bits) the least-squares plane through it is used.
@@ -43,8 +60,33 @@ REGISTER_OVERHEAD_NS = CLK_TO_Q_NS + SETUP_NS
 
 _WIDTHS = (8, 12, 16, 20, 24, 32)
 _MAX_TABLE_LEVELS = 4
-#: Measured Po2 layer trees over the calibration table (see the module docstring).
-PO2_TREE_FACTOR = 0.92
+#: Calibration points of the Po2 trees (module docstring): (module, levels, carry width,
+#: measured ns). Measured: `hashiflex synth` of tiny_cnn compiled at 1000 MHz on branch
+#: npu9 (2026-12-03; ABC `stime` delay = critical_path_ns - 0.151 of
+#: benchmarks/results/synth.json); the (levels, carry width) of the model's worst stage in
+#: each module by tracing the builder's adders. The 4-level `pw_0` point is the first
+#: compile of branch regs (four levels where carries were <= 13 bits: 1.100 ns, 910 MHz).
+PO2_STAGE_CALIBRATION: tuple[tuple[str, int, int, float], ...] = (
+    ("stem_0", 2, 18, 0.745),   # table 0.847: ratio 0.88
+    ("pw_0", 3, 16, 0.768),     # table 0.847: 0.91
+    ("dw_0", 3, 16, 0.838),     # table 0.847: 0.99
+    ("down_0", 3, 17, 1.002),   # table 0.899: 1.11
+    ("head_0", 3, 17, 1.085),   # table 0.899: 1.21
+    ("pw_0", 4, 13, 0.950),     # table 1.029: 0.92
+    # tiny_cnn recompiled with the factors of the points above (0.88 / 1.21: 2 levels up to
+    # 20-bit carries, 3 up to 11), `hashiflex synth` at 1000 MHz, 2026-12-03 (branch delay9):
+    ("stem_0", 2, 18, 0.743),   # table 0.847: 0.88
+    ("down_0", 2, 20, 0.790),   # table 0.937: 0.84
+    ("dw_0", 2, 17, 0.757),     # table 0.801: 0.94
+    ("pw_0", 2, 18, 0.742),     # table 0.847: 0.88
+    ("head_0", 2, 20, 0.866),   # table 0.937: 0.92
+    # recompiled with the points above (0.945 / 1.21: 2 levels up to 19-bit carries): head_0
+    # 0.913 ns, a 2-level stage `{_746} + _747` (17, 18 bits) then + a 20-bit sum into a
+    # 20-bit adder (ABC `stime -p`); its carry width is at most 19 (the most the model
+    # allowed two levels; head_0 has 20-bit two-level results at 13-19), taken as 19, so
+    # the ratio is a lower bound. down_0 measured 0.818 ns in that run.
+    ("head_0", 2, 19, 0.913),   # table 0.892: 1.02
+)
 
 
 def _table(levels: int, width: int) -> float:
@@ -61,13 +103,19 @@ def _table(levels: int, width: int) -> float:
     return at(lo) + (at(hi) - at(lo)) * (width - lo) / (hi - lo)
 
 
+def po2_tree_factor(levels: int) -> float:
+    """Measured Po2 stages of at most `levels` (>= 2) levels over the table: the worst ratio
+    of `PO2_STAGE_CALIBRATION` (1.02 for one or two levels, 1.21 from three)."""
+    return max(ns / _table(l, w) for _, l, w, ns in PO2_STAGE_CALIBRATION if l <= max(levels, 2))
+
+
 def adder_path_ns(levels: int, carry_width: int, po2_tree: bool = True) -> float:
     """Combinational delay of `levels` adder levels whose longest carry chain is
     `carry_width` bits (an adder's width minus its operands' constant-zero low bits);
     `po2_tree=False`: the calibration trees' own figure (full-width operands: the NPU)."""
     if levels <= 0:
         return 0.0
-    factor = PO2_TREE_FACTOR if po2_tree else 1.0
+    factor = po2_tree_factor(levels) if po2_tree else 1.0
     if levels <= _MAX_TABLE_LEVELS and carry_width <= _WIDTHS[-1]:
         return factor * _table(levels, carry_width)
     a, b, c = DELAY_FIT_NS
