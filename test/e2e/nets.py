@@ -378,8 +378,9 @@ def cat_shuffle() -> nn.Module:
 class SlowTail(nn.Module):
     """1x16x16: Conv3x3 s2 p1 (1->6)+ReLU6 (8x8: items every >= 2 cycles); residual around
     depthwise 3x3 + 1x1 (6->6); depthwise 3x3 s2 (4x4: every >= 4 cycles)+ReLU; 1x1 6->16
-    +ReLU; 1x1 16->24; mean((2, 3)); Linear(24->5). Its later pointwise and depthwise convs
-    are multicycle at the default clock target (passes/to_hw/multicycle.py)."""
+    +ReLU; depthwise 3x3 (16)+ReLU; 1x1 16->24; mean((2, 3)); Linear(24->5). Its 4x4
+    pointwise and depthwise convs are multicycle at the default clock target
+    (passes/to_hw/multicycle.py; the 8x8 depthwise trees need more than their gap of 2)."""
 
     def __init__(self):
         super().__init__()
@@ -388,6 +389,7 @@ class SlowTail(nn.Module):
         self.pw1 = nn.Conv2d(6, 6, 1)
         self.dw2 = nn.Conv2d(6, 6, 3, 2, 1, groups=6)
         self.pw2 = nn.Conv2d(6, 16, 1)
+        self.dw3 = nn.Conv2d(16, 16, 3, 1, 1, groups=16)
         self.pw3 = nn.Conv2d(16, 24, 1)
         self.fc = nn.Linear(24, 5)
 
@@ -395,6 +397,7 @@ class SlowTail(nn.Module):
         x = F.relu6(self.stem(x))
         x = x + self.pw1(F.relu6(self.dw1(x)))
         x = F.relu(self.pw2(F.relu(self.dw2(x))))
+        x = F.relu(self.dw3(x))
         return self.fc(self.pw3(x).mean((2, 3)))
 
 

@@ -79,7 +79,7 @@ def test_item_gap_includes_the_next_image():
 
 def test_stream_intervals_of_a_residual_net_behind_strides():
     """The gaps of e2e's slow_tail (1x16x16, 3x3 s2 stem, residual dw+pw at 8x8, dw s2 to
-    4x4, pointwise): strides multiply them, the residual add keeps them (the latency spread
+    4x4, pointwise and depthwise): strides multiply them, the residual add keeps them (the latency spread
     of its branches, which hid every layer behind a residual block, plays no part)."""
     from pathlib import Path
 
@@ -98,7 +98,7 @@ def test_stream_intervals_of_a_residual_net_behind_strides():
             for op in net.layers() if "layer" in op.properties}
     assert net.options.intervals[fn.args[0]] == 1
     assert gaps["stem"] == 2 and gaps["dw1"] == 2 and gaps["pw1"] == 2
-    assert gaps["dw2"] == 4 and gaps["pw2"] == 4 and gaps["pw3"] == 4
+    assert gaps["dw2"] == 4 and gaps["pw2"] == 4 and gaps["dw3"] == 4 and gaps["pw3"] == 4
     assert min(v for k, v in gaps.items() if k.startswith("add")) == 2
 
 
