@@ -23,8 +23,7 @@ import hashiflex.frontend.quant as quant
 t = time.perf_counter()
 q = quant.quantize_ptq(model, torch.from_numpy(calib))
 t_quant = time.perf_counter() - t
-q.name = "mobilenetv2"
-module = q.module
+module = q.rename("mobilenetv2").module
 api.print_ir(module, "/tmp/bench_import.mlir")
 weights = sum(int(np.prod(p.shape)) for n, p in model.named_parameters() if p.dim() == 4)
 FIGURES = dict(width={width}, conv_weights=weights, quantise_seconds=t_quant)

@@ -1680,6 +1680,12 @@ class QuantizedModel:
         self._module = None
         return self
 
+    def rename(self, name: str) -> "QuantizedModel":
+        """Name the network (its func's symbol); an IR built under another name is dropped."""
+        if name != self.name:
+            self.name, self._module = name, None
+        return self
+
     @property
     def module(self):
         """The network as a `builtin.module` holding one func of po2 layer ops."""

@@ -60,8 +60,7 @@ def import_model(
         if clash:
             raise InputError(f"the checkpoint '{spec}' was trained with {clash[0]}="
                              f"{record['options'][clash[0]]}; its quantisation options are fixed")
-        quantized.name = name
-        module = quantized.module
+        module = quantized.rename(name).module
         check_int64_range(module)
         return module, quantized
     loaded = load_model(spec, parse_shape(input_shape))
@@ -97,8 +96,7 @@ def import_model(
                     loaded.module, torch.from_numpy(calib_images), **asdict(options)
                 )
         with progress.step("building po2 IR"):
-            quantized.name = loaded.name
-            module = quantized.refresh().module
+            module = quantized.rename(loaded.name).module
     except (quant.UnsupportedModelError, quant.ModelShapeError, ImportError_) as error:
         raise ModelError(str(error))
     except ValueError as error:  # e.g. the float model overflows to inf on the calibration data

@@ -373,7 +373,7 @@ def load_checkpoint(path):
         first = str(error).strip().splitlines()[0]
         raise InputError(f"checkpoint '{path}' does not fit its source {record['spec']}: {first}")
     fq.set_quantize(True).eval()
-    quantized = quant.QuantizedModel(fq)
+    quantized = quant.QuantizedModel(fq, record["name"])
     if network_digest(quantized.layers) != record["digest"]:
         raise InputError(f"checkpoint '{path}' does not rebuild the network it was trained as "
                          "(another hashiflex version or a changed source model)")

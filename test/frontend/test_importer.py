@@ -42,8 +42,7 @@ def test_large_weight_tensors_print_as_hex_and_parse_back():
 
     model = mobilenetv2(width_mult=0.25, input_size=8, num_classes=4, in_channels=3).eval()
     q = quantize_ptq(model, torch.rand(8, 3, 8, 8))
-    q.name = "mbv2"
-    module = q.module
+    module = q.rename("mbv2").module
     text = _text(module)
     assert 'dense<"0x' in text  # large tensors are hex, small ones readable
     parsed = Parser(make_context(), text).parse_module()

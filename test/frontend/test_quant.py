@@ -447,8 +447,7 @@ def test_prune_zeroes_smallest():
 def test_exported_ir(digits):
     torch.manual_seed(0)
     q = quantize_ptq(randomize_bn(tiny_cnn()), digits[0][:32])
-    q.name = "tiny.cnn"
-    func = po2.network_func(q.module)
+    func = po2.network_func(q.rename("tiny.cnn").module)
     assert func.sym_name.data == "tiny_cnn" and func.args[0].type.fmt == q.input_format
     for op in q.layers:
         assert op.location.desc.data == op.layer  # the fx node name, for diagnostics

@@ -34,8 +34,7 @@ def _golden_equals_fake_quant(make) -> list:
     images = torch.cat([torch.rand(3, *tv.INPUT_SHAPE, generator=g) * 1.25,
                         torch.full((1, *tv.INPUT_SHAPE), 1e3)])
     q = quant.quantize_ptq(model, calib, ptq="nearest")
-    q.name = make.__name__
-    module = q.module
+    module = q.rename(make.__name__).module
     result = golden.run(module, images.numpy())
     fq = q.fake_quant.double().eval()
     with torch.no_grad():

@@ -60,6 +60,7 @@ def test_train_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert record["spec"] == "small_net" and record["options"]["ptq"] == "adaround"
     # the checkpoint as a SPEC: import, golden model on the validation split
     module, quantized = api.import_model(str(out))
+    assert po2.network_func(module).sym_name.data == "small_net"  # the checkpoint's name
     _, val = train.split(len(x), 0.25, 0)
     golden = api.golden(module, x[val])
     assert np.array_equal(golden.logits, quantized.run_int(x[val]))
