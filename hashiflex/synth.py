@@ -49,7 +49,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashiflex.errors import DesignError, HashiflexError, InputError, ToolchainError
+from hashiflex.errors import DesignError, InputError, ToolchainError
 from hashiflex.jobs import Job, content_key, run_jobs
 from hashiflex.liberty import Library, read_library
 
@@ -353,8 +353,8 @@ def measured_row(raw: dict, library: Library) -> dict:
         "fmax_mhz": round(1000.0 / path_ns, 1),
         "estimated": False,
     }
-    if multicycle is not None:
-        row["multicycle"] = multicycle
+    if multicycle is not None:  # N under the key the estimated rows use too
+        row["multicycle"], row["multicycle_cycles"] = multicycle, cycles
     return row
 
 
@@ -415,8 +415,6 @@ def synth(
         if module in outcome.results:
             res = outcome.results[module]
             row = measured_row(res.value, library)
-            if row.get("multicycle"):  # critical_path_ns is already per period (measured_row)
-                row["multicycle_cycles"] = row["multicycle"]["cycles"]
             row["key"] = keys[module]
             row["seconds"] = round(res.seconds, 2)
             if "cpu_seconds" in res.value:
