@@ -78,21 +78,15 @@ import torch.nn.functional as F
 from xdsl.ir import Operation, SSAValue
 
 from hashiflex.dialects import po2
-from hashiflex.golden import semantics
 from hashiflex.golden.semantics import (
     Format,
     avgpool_constants,
     clamp_bounds,
-    decode_weights,
     real_bound,
-    npu_logit_bits,
     npu_weight_frac,
     quantize_input,
     quantize_npu_bias,
     quantize_npu_weights,
-    requantize,
-    round_shift,
-    saturate,
     type_range,
 )
 

@@ -12,8 +12,6 @@ benchmarks/bench_synth.py states its error against the modules that were synthes
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hashiflex.backends import cell_model
 
 LIBRARY = "NangateOpenCellLibrary"

@@ -345,7 +345,7 @@ def _run_dask(pending: list[Job], scheduler: str, retries: int, connect_timeout:
         raise JobError("--scheduler needs Dask distributed: pip install -e '.[cluster]'") from None
     try:
         client = Client(scheduler, timeout=connect_timeout)
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError):
         raise JobError(f"no Dask scheduler answers at {scheduler} "
                        f"(connect timeout {connect_timeout:g} s)") from None
     except (ValueError, TypeError) as error:

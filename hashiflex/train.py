@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -339,7 +339,6 @@ class HwBuilder:
         its own output otherwise) and, if `reset_value` is given, is set by the synchronous
         reset. Returns the register's output.
         """
-        width = width_of(value)
         reg = self._compreg(value, reset_value, name)
         if enable is not None:
             # The register feeds its own hold mux: build it after the register, then close

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hashiflex import jobs, synth
-from hashiflex.errors import DesignError, InputError, ToolchainError
+from hashiflex.errors import InputError, ToolchainError
 from hashiflex.liberty import read_library
 from hashiflex.passes.to_hw.multicycle import sdc_text
 
