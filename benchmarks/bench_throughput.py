@@ -1,5 +1,6 @@
 """
-Throughput against area: MobileNetV2 (32x32x3, benchmarks/models.py) compiled at several
+Throughput against area: MobileNetV2 (32x32x3, benchmarks/models.py; the CIFAR-style strides
+of examples/mobilenetv2.py and torchvision's, the `_imagenet` models) compiled at several
 input pixels per cycle P (`hashiflex compile --pixels-per-cycle P`), each compile in a fresh
 subprocess. For each point: cycles per image and images/s at the clock (from report.json,
 the NPU included), adders and register bits, the NPU's lanes, the input bandwidth in
@@ -28,7 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import RESULTS, measure_in_subprocess, write_results  # noqa: E402
 
-MODELS = {"w025": "mobilenetv2_w025", "w1": "mobilenetv2_w1"}
+# the CIFAR-style nets (stem stride 1, total stride 8) and torchvision's strides (stem stride
+# 2, total stride 32: at P=4 the stem still makes one output pixel per cycle)
+MODELS = {"w025": "mobilenetv2_w025", "w1": "mobilenetv2_w1",
+          "w025_imagenet": "mobilenetv2_w025_imagenet", "w1_imagenet": "mobilenetv2_w1_imagenet"}
 SPEC_FILE = Path(__file__).resolve().parent / "models.py"
 
 

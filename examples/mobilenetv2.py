@@ -21,6 +21,11 @@ stem conv has stride 1 and the first 24-channel stage stride 1. The (t, c, n, s)
 
 so a 32x32 input ends at 4x4 (16x16 at 2x2). Conv weights (Conv2d only): 2,189,760 for
 width 1.0 and 227,456 for width 0.25 (3 input channels, any input size).
+
+``strides="imagenet"`` builds torchvision's strides instead (stem stride 2, the first 24-channel
+stage stride 2; total stride 32): a 32x32 input then ends at 1x1, the stem sees 4 input pixels
+per output pixel and most weights sit in layers that see one pixel per image. Same layers and
+weights, so the same conv weight counts.
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ CIFAR_CONFIG: tuple[tuple[int, int, int, int], ...] = (
     (6, 320, 1, 1),
 )
 TOTAL_STRIDE = 8
+# torchvision's own strides: the stem (2) and the first 24-channel stage (2) downsample too
+IMAGENET_CONFIG: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+STRIDES = {"cifar": (1, CIFAR_CONFIG, TOTAL_STRIDE), "imagenet": (2, IMAGENET_CONFIG, 32)}
 
 
 def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -80,15 +96,18 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     def __init__(self, width_mult: float = 1.0, input_size: int = 32, num_classes: int = 10,
-                 in_channels: int = 3, dropout: float = 0.2):
+                 in_channels: int = 3, dropout: float = 0.2, strides: str = "cifar"):
         super().__init__()
-        if input_size % TOTAL_STRIDE:
-            raise ValueError(f"input_size {input_size} is not a multiple of {TOTAL_STRIDE}")
+        if strides not in STRIDES:
+            raise ValueError(f"strides must be one of {sorted(STRIDES)}, got {strides!r}")
+        stem_stride, config, total_stride = STRIDES[strides]
+        if input_size % total_stride:
+            raise ValueError(f"input_size {input_size} is not a multiple of {total_stride}")
         self.input_size = input_size
         cin = _make_divisible(32 * width_mult)
         self.last_channel = _make_divisible(1280 * max(1.0, width_mult))
-        features: list[nn.Module] = [_conv_bn_act(in_channels, cin, 3, stride=1)]
-        for t, c, n, s in CIFAR_CONFIG:
+        features: list[nn.Module] = [_conv_bn_act(in_channels, cin, 3, stride=stem_stride)]
+        for t, c, n, s in config:
             cout = _make_divisible(c * width_mult)
             for i in range(n):
                 features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
@@ -114,8 +133,8 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenetv2(width_mult: float = 1.0, input_size: int = 32, num_classes: int = 10,
-                in_channels: int = 3) -> MobileNetV2:
-    return MobileNetV2(width_mult, input_size, num_classes, in_channels)
+                in_channels: int = 3, strides: str = "cifar") -> MobileNetV2:
+    return MobileNetV2(width_mult, input_size, num_classes, in_channels, strides=strides)
 
 
 def conv_weight_count(model: nn.Module) -> int:
