@@ -73,6 +73,18 @@ def test_mobilenetv2_ends_at_4x4():
     assert len(blocks) == 17
 
 
+def test_mobilenetv2_imagenet_strides_end_at_1x1_with_the_same_weights():
+    model = mobilenetv2(0.25, 32, 10, 3, strides="imagenet").eval()
+    assert conv_weight_count(model) == 227_456
+    assert model.features[0][0].stride == (2, 2)
+    with torch.no_grad():
+        assert model.features(torch.rand(1, 3, 32, 32)).shape == (1, 1280, 1, 1)
+    with pytest.raises(ValueError, match="input_size 48 is not a multiple of 32"):
+        mobilenetv2(0.25, 48, 10, 3, strides="imagenet")
+    with pytest.raises(ValueError, match="strides must be one of"):
+        mobilenetv2(0.25, 32, 10, 3, strides="cifar10")
+
+
 def test_registry():
     assert set(EXAMPLES) == {"tiny_cnn", "mobilenetv2_digits", "mobilenetv2", "small_net"}
     for name, spec in EXAMPLES.items():
