@@ -377,8 +377,10 @@ def test_rows_per_beat_follow_the_strides():
     with pytest.raises(RateError, match="layer 'stem': 3 input rows per beat into vertical "
                                         "stride 2: the rows per beat must be a multiple"):
         stream_rates(fn.args[0], fn.body.block.ops, 48)
-    assert not supports(fn.args[0], list(fn.body.block.ops), 48)
-    assert supports(fn.args[0], list(fn.body.block.ops), 32)
+    ops = list(fn.body.block.ops)
+    assert not supports(fn.args[0], ops, 48) and supports(fn.args[0], ops, 32)
+    # --images-per-second: 32 (3 cycles) is too slow, 48 refused, 96 (the whole image) taken
+    assert pixels_for_rate(4e8, 1000, 6, 16, lambda p: supports(fn.args[0], ops, p)) == 96
 
 
 def test_rows_per_beat_into_windowed_pooling_refused():
