@@ -330,7 +330,7 @@ def _conv_chain(specs, in_shape, fmt=Format(8, False, 3)):
     def build(block):
         x = block.args[0]
         for name, out_shape, kernel, stride, padding, groups in specs:
-            cin = act_dims(x)[0] // groups
+            cin = x.type.dims[0] // groups
             conv = po2.Conv2dOp(name, x, po2.ActType(out_shape, fmt),
                                 weights=rng.integers(-2, 3, size=(out_shape[0], cin, *kernel)
                                                      ).astype(np.int8),
@@ -344,10 +344,6 @@ def _conv_chain(specs, in_shape, fmt=Format(8, False, 3)):
     module = _network(build, po2.ActType(in_shape, fmt))
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     return fn, ops
-
-
-def act_dims(value):
-    return value.type.dims
 
 
 def test_rows_per_beat_follow_the_strides():
