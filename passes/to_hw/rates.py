@@ -21,7 +21,7 @@ pooling sums them; windowed pooling refuses them (one-line RateError naming the 
 
 Lanes per layer:
 - the input: P (1 <= P <= W: P consecutive pixels of one row; W < P = k*W <= H*W: k rows);
-- a conv receiving p > 1 lanes with stride sh x sw has p/sw copies of its datapath sharing
+- a conv receiving p > 1 lanes of one row with stride sh x sw has p/sw copies of its datapath sharing
   one line buffer that shifts p pixels per beat (when sw does not divide p, a lane widener
   first gathers k = sw/gcd(p, sw) beats into one of k*p lanes: k*p/sw copies). Its output rows
   come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
@@ -32,9 +32,10 @@ Lanes per layer:
   operands of an add or concat must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
 
-Cycles per image = beats of the input = H * ceil(W/P) (H/k for k rows per beat): no layer produces more than one
-beat per beat it accepts, except a row buffer, which is only built when its beats per image
-fit in the image's cycles; so the input sets the rate (the NPU is sized for it).
+Cycles per image = beats of the input = H * ceil(W/P) (H/k for k rows per beat): no layer
+produces more than one beat per beat it accepts, except a row buffer, which is only built
+when its beats per image fit in the image's cycles; so the input sets the rate (the NPU is
+sized for it).
 """
 
 from __future__ import annotations
