@@ -6,8 +6,8 @@ subprocess. For each point: cycles per image and images/s at the clock (from rep
 the NPU included), adders and register bits, the NPU's lanes, the input bandwidth in
 Gbit/s (images/s x C*H*W*bits), compile time, per-layer lanes and adders, and the adders'
 lower bound (`adders_lower_bound`: each layer of the P=1 point copied to its output rate).
-A P the lowering refuses (P > W: beats spanning rows are not supported yet) is recorded
-with its one-line error.
+P > W must be a multiple k*W of the width (k whole rows per beat, k dividing H; P = 64 is
+2 rows of 32); a P the lowering refuses is recorded with its one-line error.
 
 Writes benchmarks/results/throughput.json (after every point, so a partial run keeps what
 it measured) and throughput.png (images/s against adders and register bits).

@@ -42,16 +42,29 @@ def pack_pixels(x_int: np.ndarray, bits: int) -> list[int]:
     return [pack_fields(row, bits) for row in pixels.tolist()]
 
 
-def pack_beats(x_int: np.ndarray, bits: int, pixels_per_cycle: int = 1) -> list[int]:
+def pack_beats(x_int: np.ndarray, bits: int, pixels_per_cycle: int = 1,
+               rows: int | None = None) -> list[int]:
     """
     (N, C, H, W) integers -> one int per beat: `pixels_per_cycle` P consecutive pixels of a
     row per beat, pixel 0 in the low bits (each pixel as `pack_pixels`), rows in raster
     order. A row of width W takes ceil(W/P) beats; the lanes past its end in its last beat
-    are zero (the hardware ignores them). P = 1 is `pack_pixels`.
+    are zero (the hardware ignores them). P = 1 is `pack_pixels`. A beat of `rows` k > 1
+    holds k whole rows (P = k*W: the raster cut into beats of P pixels); by default k = P/W
+    when P > W (the chip's input, passes/to_hw/rates.py), 1 otherwise; `rows=1` forces one
+    row per beat with don't-care lanes even when P > W (a conv's output lanes may be).
     """
+    n, channels, height, width = x_int.shape
+    if rows is None:
+        rows = pixels_per_cycle // width if pixels_per_cycle > width else 1
+    if rows > 1:
+        if pixels_per_cycle != rows * width or height % rows:
+            raise ValueError(f"{rows} whole rows per beat need P = {rows}*{width} and a "
+                             f"height divisible by {rows}; got P = {pixels_per_cycle}, "
+                             f"height {height}")
+        beats = np.transpose(x_int, (0, 2, 3, 1)).reshape(-1, pixels_per_cycle * channels)
+        return [pack_fields(row, bits) for row in beats.tolist()]
     if pixels_per_cycle == 1:
         return pack_pixels(x_int, bits)
-    n, channels, height, width = x_int.shape
     lanes = pixels_per_cycle
     padded = -(-width // lanes) * lanes
     pixels = np.zeros((n, height, padded, channels), dtype=np.int64)

@@ -54,7 +54,8 @@ def build_report(hw_report: dict, clock_mhz: float) -> dict:
                 "pipeline_stages": l.get("pipeline_stages", 0),
                 "comb_adder_levels": l.get("comb_adder_levels", 0),
                 **{k: l[k] for k in ("kernel", "stride", "padding", "groups", "fifo_depths", "lanes",
-                                     "multicycle_cycles", "input_interval_cycles") if k in l},
+                                     "multicycle_cycles", "input_interval_cycles", "input_rows",
+                                     "output_rows") if k in l},
                 "pixels_per_cycle": _output_rate(l, pipeline_cycles),
                 **({"lanes": _built_lanes(l), "lanes_requested": l["lanes"]} if l.get("kind") == "npu" else {}),
             }

@@ -95,6 +95,7 @@ def simulate(
     """
     from hashiflex.backends import verilator
     from hashiflex.golden.semantics import Format, quantize_input
+    from hashiflex.passes.to_hw.rates import cycles_per_image
 
     design = open_design(design_dir)
     m = design.manifest
@@ -119,7 +120,8 @@ def simulate(
         swaps.append(-1)
         schedule.append((0, padded_weights(m, npu)))
     lanes = m.get("pixels_per_cycle", 1)  # input pixels per beat
-    pixels_per_image = shape[1] * -(-shape[2] // lanes)  # beats, as the harness counts
+    # beats, as the harness counts (P = k*W: k whole rows per beat)
+    pixels_per_image = cycles_per_image(shape[1], shape[2], lanes)
     for k, npu in writes_mid_stream or []:
         npu = integer_weights(npu)
         check_npu_weights(module, npu)

@@ -194,16 +194,19 @@ def _lanes(port_width: int, channels: int, bits: int, module: str, port: str) ->
     return port_width // pixel
 
 
-def _beats(act: np.ndarray, bits: int, lanes: int) -> tuple[list[int], list[int]]:
+def _beats(act: np.ndarray, bits: int, lanes: int, rows: int = 1) -> tuple[list[int], list[int]]:
     """An activation (N, C, H, W) as port words, and the mask of each beat of one image's row
-    pattern (lanes past a row's end are don't-care)."""
+    pattern (lanes past a row's end are don't-care); with `rows` > 1 whole rows per beat
+    (lanes = rows * W) the pattern is one beat of `rows` rows, every lane live."""
     from hashiflex.packing import pack_beats, pack_fields
 
     if act.ndim == 2:
         act = act.reshape(*act.shape, 1, 1)
     _, channels, _, width = act.shape
-    words = pack_beats(act, bits, lanes)
+    words = pack_beats(act, bits, lanes, rows)
     pixel = (1 << (channels * bits)) - 1
+    if rows > 1:
+        return words, [pack_fields([pixel] * lanes, channels * bits)]
     row = []
     for beat in range(-(-width // lanes)):
         live = min(lanes, width - beat * lanes)
@@ -220,6 +223,7 @@ def plan(design_dir: Path | str, inputs: Path | str | np.ndarray,
     from hashiflex.golden.semantics import Format, argmax_lowest, quantize_input
     from hashiflex.loading import check_images, load_images
     from hashiflex.packing import pack_fields
+    from hashiflex.passes.to_hw.rates import beats_per_image, stream_rates
 
     design = open_design(design_dir)
     m, report = design.manifest, design.report
@@ -257,6 +261,9 @@ def plan(design_dir: Path | str, inputs: Path | str | np.ndarray,
         raise InputError(f"--modules: no layer module {', '.join(unknown)} in '{design.path}' "
                          f"(modules: {', '.join(available)})")
     pipeline_cycles = report["pipeline_cycles_per_image"]
+    # whole rows per beat of every stream (P = k*W, passes/to_hw/rates.py)
+    rows = stream_rates(func.args[0], list(func.body.block.ops),
+                        report.get("pixels_per_cycle", 1)).rows
     jobs, expectations = [], {}
     for op in ops:
         name = layer_module[op.layer]
@@ -273,7 +280,9 @@ def plan(design_dir: Path | str, inputs: Path | str | np.ndarray,
         in_channels = in_types[0].dims[0]
         data_port = "a_data" if "a_data" in widths else "in_data"
         lanes_in = _lanes(widths[data_port], in_channels, in_fmt.bits, name, data_port)
-        words = [_beats(a, t.fmt.bits, lanes_in)[0] for a, t in zip(operands, in_types)]
+        rows_in = rows.get(op.operands[0], 1)
+        words = [_beats(a, t.fmt.bits, lanes_in, rows_in)[0]
+                 for a, t in zip(operands, in_types)]
         if len(words) == 2:  # residual add: a in the low bits, b above it
             stimulus = [a | (b << widths["a_data"]) for a, b in zip(*words)]
         else:
@@ -293,13 +302,14 @@ def plan(design_dir: Path | str, inputs: Path | str | np.ndarray,
             out_t = op.results[0].type
             out_channels = out_t.dims[0]
             lanes_out = _lanes(widths["out_data"], out_channels, out_t.fmt.bits, name, "out_data")
-            expected_words, row_masks = _beats(out, out_t.fmt.bits, lanes_out)
+            rows_out = rows.get(op.results[0], 1)
+            expected_words, row_masks = _beats(out, out_t.fmt.bits, lanes_out, rows_out)
             out_h = out_t.dims[1] if len(out_t.dims) == 3 else 1
-            per_image = out_h * len(row_masks)
+            per_image = out_h // rows_out * len(row_masks)
             expected = [[w] for w in expected_words]
             masks = [[mask] for mask in row_masks]
             h, w = in_types[0].dims[1:] if len(in_types[0].dims) == 3 else (1, 1)
-            want_cycles, rule = h * -(-w // lanes_in) * pace, "layer"
+            want_cycles, rule = beats_per_image(h, w, lanes_in, rows_in) * pace, "layer"
         spec = {"module": name, "sv": sv, "wrapper": wrapper, "ports": top_ports,
                 "stimulus": stimulus, "expected": expected, "masks": masks,
                 "out_beats_per_image": per_image, "images": len(images)}

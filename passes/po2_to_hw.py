@@ -12,8 +12,8 @@ the stream timing analysis, the top); this pass is the whole-module loop over it
 (`NetworkLowering.build`). The streaming flow (hashiflex/flow.py) runs the same loop one
 layer at a time.
 
-Option `pixels_per_cycle` P (default 1): the input takes P pixels of a row per beat and
-every layer the lanes it needs (passes/to_hw/rates.py, docs/microarchitecture.md).
+Option `pixels_per_cycle` P (default 1): the input takes P pixels of a row per beat (or,
+P = k*W, k whole rows) and every layer the lanes it needs (passes/to_hw/rates.py, docs/microarchitecture.md).
 
 Latency (per layer, reported as `pipeline_stages`): cycles from the input handshake of the
 pixel that completes an output to that output's `out_valid` (see each layer's module).

@@ -108,17 +108,18 @@ def ref_conv(x, codes, bias, shift, stride, pads, groups, out_fmt, act):
     return y
 
 
-def residual_block(x, rng: np.random.Generator, rq_fmt: Format) -> list:
+def residual_block(x, rng: np.random.Generator, rq_fmt: Format,
+                   shape: tuple[int, int, int] = (2, 5, 6)) -> list:
     """
-    The 2x5x6 block several lowering tests share: conv 3x3 (padded) -> conv 1x1, added to
-    the skip `x`, ReLU, requantised to `rq_fmt`. Returns [conv1, conv2, add, requant].
+    The 2x5x6 block (or 2xHxW, `shape`) several lowering tests share: conv 3x3 (padded) ->
+    conv 1x1, added to the skip `x`, ReLU, requantised to `rq_fmt`. Returns [conv1, conv2,
+    add, requant].
     """
     mid_fmt = Format(8, True, 3)
-    shape = (2, 5, 6)
-    c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, 5, 6), mid_fmt),
+    c1 = po2.Conv2dOp("b.conv1", x, po2.ActType((3, *shape[1:]), mid_fmt),
                       weights=rng.integers(-3, 4, size=(3, 2, 3, 3)).astype(np.int8),
                       exp_base=[0, 0, -1], bias=[1, 2, 3], padding=(1, 1, 1, 1))
-    c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType((2, 5, 6), mid_fmt),
+    c2 = po2.Conv2dOp("b.conv2", c1.output, po2.ActType(shape, mid_fmt),
                       weights=rng.integers(-3, 4, size=(2, 3, 1, 1)).astype(np.int8),
                       exp_base=[1, 0], bias=[-4, 4])
     add = po2.ResidualAddOp("b.add", x, c2.output, po2.ActType(shape, Format(8, True, 2)),

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
         "--pixels-per-cycle", type=int, default=None, metavar="P",
-        help="input pixels per cycle (default 1): each layer gets the parallelism it needs",
+        help="input pixels per cycle (default 1; up to W, or k*W: k whole rows per beat): "
+             "each layer gets the parallelism it needs",
     )
     rate.add_argument(
         "--images-per-second", type=float, default=None, metavar="R",

@@ -30,6 +30,17 @@ lane i reads window element (kh, kw) at the fixed chain depth
 (p-1 - VL mod p) + (q-1-i)*sw + (KH-1-kh)*Wp + (KW-1-kw). The counters are the ones above,
 in beats (next trigger +1 per group, +sh*Wp/p per row); the column masks are per lane.
 
+Whole rows per beat (rates.py: k = p/W > 1 rows per beat, lane i*W + x holding row r*k + i,
+column x; sh divides k). Every output column of k' = k/sh output rows is computed per beat:
+k'*OW copies of the datapath, lane i*OW + ox computing output (j*k' + i, ox) of output beat
+j. The lowest window row of the group's last output row lies in input beat j + d,
+d = (k - sh + by0) // k, the same for every j, so output beat j fires with input beat j + d
+(the last ones in the next image's beats when d > 0, masked like the bottom padding) and
+window element (kh, kw) of lane (i, ox) sits at the fixed chain depth
+(d*k + k - i*sh - by0 + KH-1-kh)*W - 1 - col, col = ox*sw + bx0 - (KW-1-kw); a col outside
+[0, W) is a padding column known statically (a constant zero, no tap), and the rows are
+masked per lane row from one row counter (by: the corner row of lane row 0, +k per beat).
+
 Latency (reported as `pipeline_stages`): 1 (the fire/tap register) + the datapath's
 registers, from the input handshake of the pixel that completes an output.
 """
@@ -71,13 +82,14 @@ class ConvGeometry:
     OH: int
     OW: int
     lanes: int = 1  # input pixels per beat (p); the output has p/sw lanes when p > 1
+    rows: int = 1  # whole input rows per beat (k = p/W) when > 1, else part of one row
 
     @classmethod
-    def of(cls, op: po2.UnrolledConv2dOp, lanes: int = 1) -> ConvGeometry:
+    def of(cls, op: po2.UnrolledConv2dOp, lanes: int = 1, rows: int = 1) -> ConvGeometry:
         c, h, w = act_type(op.input).dims
         _, oh, ow = act_type(op.output).dims
         (kh, kw), (sh, sw), (top, left, bottom, right) = op.kernel, op.stride, op.padding
-        geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow, lanes)
+        geo = cls(c, h, w, kh, kw, sh, sw, top, left, bottom, right, oh, ow, lanes, rows)
         layer = op.layer
         if left + right >= kw or top + bottom >= kh:
             raise LoweringError(
@@ -130,6 +142,8 @@ class ConvGeometry:
 
     def triggers(self) -> np.ndarray:
         """The input item (pixel, or beat with lanes) at which each output item fires."""
+        if self.rows > 1:
+            return np.arange(self.OH // self.out_rows) + self.beat_delay
         if self.lanes > 1:
             oy, g = np.meshgrid(np.arange(self.OH), np.arange(self.groups), indexing="ij")
             return ((oy * self.sh + self.by0) * self.row_beats + g + self.last_lane_beat).reshape(-1)
@@ -140,7 +154,26 @@ class ConvGeometry:
 
     @property
     def out_lanes(self) -> int:
+        if self.rows > 1:
+            return self.out_rows * self.OW
         return self.lanes // self.sw if self.lanes > 1 else 1
+
+    # -- whole rows per beat (rows > 1) ------------------------------------------------------
+
+    @property
+    def out_rows(self) -> int:
+        """Output rows per output beat (rates.conv_rows checked that sh divides rows)."""
+        return self.rows // self.sh
+
+    @property
+    def beat_delay(self) -> int:
+        """d: output beat j fires with input beat j + d (the module docstring)."""
+        return (self.rows - self.sh + self.by0) // self.rows
+
+    @property
+    def by_last_beat(self) -> int:
+        """The corner row of lane row 0 in an image's last output beat."""
+        return (self.OH // self.out_rows - 1) * self.rows + self.by0
 
     @property
     def row_beats(self) -> int:
@@ -160,8 +193,17 @@ class ConvGeometry:
         """Beat, within its row, of the last lane's trigger column in group 0."""
         return ((self.out_lanes - 1) * self.sw + self.bx0) // self.lanes
 
-    def lane_depth(self, lane: int, kh: int, kw: int) -> int:
-        """Chain depth (pixels before the newest) of window element (kh, kw) for `lane`."""
+    def lane_depth(self, lane: int, kh: int, kw: int) -> int | None:
+        """Chain depth (pixels before the newest) of window element (kh, kw) for `lane`;
+        None with whole rows per beat when its column lies in the padding."""
+        if self.rows > 1:
+            row, ox = divmod(lane, self.OW)
+            col = ox * self.sw + self.bx0 - (self.KW - 1 - kw)
+            if not 0 <= col < self.W:
+                return None
+            k = self.rows
+            return (self.beat_delay * k + k - row * self.sh - self.by0 + self.KH - 1 - kh) \
+                * self.W - 1 - col
         r = ((self.out_lanes - 1) * self.sw + self.bx0) % self.lanes
         return (self.lanes - 1 - r) + (self.out_lanes - 1 - lane) * self.sw + \
             (self.KH - 1 - kh) * self.padded_width + (self.KW - 1 - kw)
@@ -170,12 +212,16 @@ class ConvGeometry:
         """The constants of the position counters (pixels at one lane, beats with lanes)."""
         if self.lanes == 1:
             return Counters(self.H * self.W, self.q_end, self.trigger(0, 0), self.sw,
-                            self.sh * self.W, self.sw, self.bx_last)
+                            self.sh * self.W, self.sw, self.bx_last, self.sh, self.by_last)
         trig = self.triggers()
+        if self.rows > 1:  # one output beat per "row" of the counters: bx stays at bx0
+            frame = self.H // self.rows
+            return Counters(frame, max(int(trig[-1]), frame - 1), int(trig[0]), 1, 1, 0,
+                            self.bx0, self.rows, self.by_last_beat)
         frame = self.H * self.row_beats
         bx_last = (self.groups - 1) * self.lanes + self.bx0
         return Counters(frame, max(int(trig[-1]), frame - 1), int(trig[0]), 1,
-                        self.sh * self.row_beats, self.lanes, bx_last)
+                        self.sh * self.row_beats, self.lanes, bx_last, self.sh, self.by_last)
 
 
 @dataclass(frozen=True)
@@ -184,7 +230,8 @@ class Counters:
     The position counters of a streaming conv: `frame` items per image, the position wraps
     at `q_end`, the first trigger `v0`, the trigger's step per output item (`v_col`) and per
     output row (`v_row`, from the row's start), the step of the window's corner column per
-    output item (`bx_step`) and its last value (`bx_last`).
+    output item (`bx_step`) and its last value (`bx_last`), the step of the window's corner
+    row per output row (`by_step`) and its last value (`by_last`).
     """
 
     frame: int
@@ -194,6 +241,8 @@ class Counters:
     v_row: int
     bx_step: int
     bx_last: int
+    by_step: int
+    by_last: int
 
 
 class ConvLowering:
@@ -201,15 +250,16 @@ class ConvLowering:
 
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
-        lanes_in = options.lanes_of(op.input)
+        lanes_in, rows_in = options.lanes_of(op.input), options.rows_of(op.input)
         # sw not dividing the lanes: gather k beats into one of k*p lanes (lane_widener.py)
-        k = widening(lanes_in, op.stride[1])
+        k = widening(lanes_in, op.stride[1]) if rows_in == 1 else 1
         self.widener = LaneWidener(lanes_in, k, act_type(op.input).dims[2]) if k > 1 else None
-        self.geo = geo = ConvGeometry.of(op, lanes_in * k)
+        self.geo = geo = ConvGeometry.of(op, lanes_in * k, rows_in)
         self.options = options
-        # a row buffer re-serialises output bursts after a vertical stride (row_buffer.py)
-        self.lanes_out = row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,
-                                          options.frame_pixels)
+        # a row buffer re-serialises output bursts after a vertical stride (row_buffer.py);
+        # whole rows per beat give whole output rows, no bursts
+        self.lanes_out = geo.out_lanes if rows_in > 1 else row_buffer_lanes(
+            geo.out_lanes, geo.sh, geo.OH, geo.OW, options.frame_pixels)
         self.row_buffer: RowBufferPlan | None = None
         self.in_fmt, self.out_fmt = act_type(op.input).fmt, act_type(op.output).fmt
         self.shell, self.hb = stream_module(name, act_type(op.input), act_type(op.output), options,
@@ -262,6 +312,7 @@ class ConvLowering:
             "comb_adder_levels": hb.stats.max_depth,
             **lanes_entry(geo.out_lanes),
             **({"input_lanes": geo.lanes} if geo.lanes > 1 else {}),
+            **({"input_rows": geo.rows, "output_rows": geo.out_rows} if geo.rows > 1 else {}),
             # the gap between input items the module relies on (held inputs): a test bench
             # must not feed it faster (hashiflex verify paces it)
             **({"input_interval_cycles": hold} if hold > 1 else {}),
@@ -304,7 +355,7 @@ class ConvLowering:
         v_reg = hb.feedback_reg(pw, v0, f"{nm}_next_v")
         row_reg = hb.feedback_reg(pw, v0, f"{nm}_row_v")
         n, next_v, row_v = n_reg.q, v_reg.q, row_reg.q
-        byw, _ = bits_for_range(0, geo.by_last)
+        byw, _ = bits_for_range(0, cnt.by_last)
         bxw, _ = bits_for_range(0, cnt.bx_last)
         by_reg = hb.feedback_reg(byw, geo.by0, f"{nm}_by")
         bx_reg = hb.feedback_reg(bxw, geo.bx0, f"{nm}_bx")
@@ -317,7 +368,7 @@ class ConvLowering:
 
         fire = hb.and_(accept, hb.eq(n, next_v), name=f"{nm}_fire_now")
         last_col = hb.eq_const(bx, cnt.bx_last)
-        last_row = hb.eq_const(by, geo.by_last)
+        last_row = hb.eq_const(by, cnt.by_last)
         last_out = hb.and_(last_col, last_row)
         row_step = hb.add_wrap(row_v, hb.const(cnt.v_row, pw))
         v_after = hb.mux(last_col, row_step, hb.add_wrap(next_v, hb.const(cnt.v_col, pw)))
@@ -326,7 +377,7 @@ class ConvLowering:
         row_done = hb.and_(fire, last_col)
         row_reg.set(hb.mux(row_done, row_after, row_v))
         by_after = hb.mux(last_row, hb.const(geo.by0, byw),
-                          hb.add_wrap(by, hb.const(geo.sh, byw)))
+                          hb.add_wrap(by, hb.const(cnt.by_step, byw)))
         by_reg.set(hb.mux(row_done, by_after, by))
         bx_after = hb.mux(last_col, hb.const(geo.bx0, bxw),
                           hb.add_wrap(bx, hb.const(cnt.bx_step, bxw)))
@@ -334,6 +385,10 @@ class ConvLowering:
 
         # Validity of the window's rows and columns for the output being fired, registered
         # with the pixel (loaded on accept, like the taps).
+        if geo.rows > 1:  # lane row i's corner row is by + i*sh; the columns are static
+            row_ok = {(row, kh): m for row in range(geo.out_rows)
+                      for kh, m in self._lane_row_masks(hb, by, cnt.by_last, row, accept).items()}
+            return fire, row_ok, {}
         row_ok = self._tap_masks(hb, by, geo.KH, geo.H, geo.row_checks, accept, f"{nm}_row_ok")
         if geo.lanes == 1:
             col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
@@ -362,6 +417,27 @@ class ConvLowering:
             if conds:
                 masks[kw] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
                                    name=f"{self.name}_col_ok{kw}_lane{lane}")
+        return masks
+
+    def _lane_row_masks(self, hb: HwBuilder, by: SSAValue, by_last: int, row: int,
+                        accept: SSAValue) -> dict[int, SSAValue]:
+        """
+        With whole rows per beat: per kernel row kh, a registered bit: lane row `row`'s
+        input row by + row*sh - (KH-1-kh) lies in [0, H), for the rows that can fail.
+        """
+        geo, masks = self.geo, {}
+        top = (1 << width_of(by)) - 1
+        for kh in range(geo.KH):
+            d = geo.KH - 1 - kh - row * geo.sh  # input row = by - d
+            conds = []
+            if geo.by0 - d < 0:  # can lie above the image
+                conds.append(hb.cmp_const(by, "uge", d) if d <= top else hb.const(0, 1))
+            if by_last - d >= geo.H:  # can lie below it (the next image's rows)
+                conds.append(hb.cmp_const(by, "ult", geo.H + d) if geo.H + d > 0
+                             else hb.const(0, 1))
+            if conds:
+                masks[kh] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
+                                   name=f"{self.name}_row_ok{kh}_row{row}")
         return masks
 
     @staticmethod
@@ -445,8 +521,14 @@ class ConvLowering:
             window: dict[int, Sig] = {}
             for i in used:
                 c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
-                value = tap(c, geo.lane_depth(lane, kh, kw))
-                conds = [m for m in (row_ok.get(kh), col_ok.get((lane, kw))) if m is not None]
+                depth = geo.lane_depth(lane, kh, kw)
+                if depth is None:  # whole rows per beat: a padding column, known statically
+                    window[i] = hb.constant(0)
+                    continue
+                value = tap(c, depth)
+                row_key = (lane // geo.OW, kh) if geo.rows > 1 else kh
+                conds = [m for m in (row_ok.get(row_key), col_ok.get((lane, kw)))
+                         if m is not None]
                 if conds:
                     if (lane, kh, kw) not in masks:
                         masks[(lane, kh, kw)] = hb.and_(*conds) if len(conds) > 1 else conds[0]
@@ -536,7 +618,7 @@ def lowers_alone(op: po2.UnrolledConv2dOp | po2.Conv2dOp, options: LayerOptions)
     is `output_timing`'s: no lane widener, no row buffer (multicycle trees read only the
     input's item gap, `options.intervals`). A worker process can lower it."""
     lanes = options.lanes_of(op.input)
-    if widening(lanes, op.stride[1]) > 1:
+    if widening(lanes, op.stride[1]) > 1 or options.rows_of(op.input) > 1:
         return False
     geo = ConvGeometry.of(op, lanes)
     return row_buffer_lanes(geo.out_lanes, geo.sh, geo.OH, geo.OW,

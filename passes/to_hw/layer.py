@@ -4,7 +4,7 @@ lowered layer hands to the network loop and the top) and the output stage.
 
 Streams. A stream carries one pixel (all channels, channel 0 in the low bits) per `valid`
 cycle in raster order, image after image; a stream of `lanes` q > 1 carries q consecutive
-pixels of a row per valid beat, lane 0 in the low bits (rates.py). Every register of a layer is enabled by `en` (the
+pixels of a row per valid beat, lane 0 in the low bits, or k whole rows (rates.py). Every register of a layer is enabled by `en` (the
 global stall), a layer's stream position advances on `en && in_valid`, and a layer's output
 is registered: `out_valid` is high for exactly one enabled cycle per output pixel.
 """
@@ -120,9 +120,14 @@ class LayerOptions:
     clock_mhz: float = 1000.0  # the target the delay model places registers for (delay.py)
     #: fewest enabled cycles between two items of each stream (multicycle.stream_intervals)
     intervals: Mapping[SSAValue, int] = field(default_factory=dict)
+    #: whole rows per beat of the streams whose beats span rows (rates.py; absent: 1)
+    rows: Mapping[SSAValue, int] = field(default_factory=dict)
 
     def lanes_of(self, value: SSAValue) -> int:
         return self.lanes.get(value, 1)
+
+    def rows_of(self, value: SSAValue) -> int:
+        return self.rows.get(value, 1)
 
 
 @dataclass

@@ -95,7 +95,8 @@ class NetworkLowering:
         intervals = stream_intervals(fn.args[0], self.layers(), self.rates.lanes,
                                      self.frame_pixels)
         self.options = LayerOptions(max(0, levels_per_stage), npu_lanes, self.frame_pixels,
-                                    self.streams, self.rates.lanes, clock_mhz, intervals)
+                                    self.streams, self.rates.lanes, clock_mhz, intervals,
+                                    self.rates.rows)
         self.top_name = sv_name(top_name or f"{fn.sym_name.data}_top")
         self.used_names: set[str] = {self.top_name}
         self.plan: list[TopLayer] = []

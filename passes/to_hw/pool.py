@@ -3,7 +3,7 @@
 over the image's pixels, then the division of docs/semantics.md as a constant multiply
 (canonical signed digits, `HwBuilder.mul_const`) and a rounding shift with saturation.
 With a multi-pixel input (q lanes, rates.py) each beat adds its lanes; the lanes past the
-row's end in a row's last beat are padding and add nothing. Latency: 1 (the fire register) +
+row's end in a row's last beat are padding and add nothing (a beat of whole rows has none). Latency: 1 (the fire register) +
 the datapath's registers after the last pixel.
 """
 
@@ -16,15 +16,16 @@ from hashiflex.golden.semantics import avgpool_constants, bits_for_range, clamp_
 from hashiflex.passes.to_hw.builder import Sig
 from hashiflex.passes.to_hw.layer import (LayerHw, LayerOptions, act_type, finish_outputs,
                                           layer_report, lanes_entry, stream_module)
+from hashiflex.passes.to_hw.rates import beats_per_image
 
 
 def lower(op: po2.AvgPoolOp, name: str, options: LayerOptions) -> LayerHw:
     x_t, y_t = act_type(op.input), act_type(op.output)
     c_in, h, w = x_t.dims
     count = h * w
-    lanes = options.lanes_of(op.input)
+    lanes, rows = options.lanes_of(op.input), options.rows_of(op.input)
     row_beats = -(-w // lanes)
-    beats = h * row_beats
+    beats = beats_per_image(h, w, lanes, rows)
     shell, hb = stream_module(name, x_t, y_t, options, lanes_in=lanes)
     a = shell.args
     accept = hb.and_(a["en"], a["in_valid"])
@@ -32,7 +33,7 @@ def lower(op: po2.AvgPoolOp, name: str, options: LayerOptions) -> LayerHw:
     first = hb.eq_const(k, 0)
     last = hb.and_(accept, hb.eq_const(k, beats - 1))
     # lanes holding a pixel in a row's last beat: the rest are padding (masked)
-    tail_lanes = w - (row_beats - 1) * lanes
+    tail_lanes = w - (row_beats - 1) * lanes if rows == 1 else lanes  # whole rows: all live
     row_end = None
     if tail_lanes < lanes:
         col = hb.counter(row_beats - 1, accept, f"{name}_col")

@@ -87,8 +87,11 @@ def fifo_depth(early: StreamTiming, late: StreamTiming) -> int:
     """
     slack = max(0, late.lat_hi - early.lat_lo)
     ks = np.arange(2 * early.per_frame)
-    early_need = early.needed(np.arange(FRAMES * early.per_frame))
     late_need = late.needed(ks)
+    # enough images ahead that every early item pushed in time is counted (few beats per
+    # image, e.g. whole rows per beat, and a long late latency reach past FRAMES images)
+    frames = max(FRAMES, (int(late_need.max()) + slack) // early.frame_pixels + 2)
+    early_need = early.needed(np.arange(frames * early.per_frame))
     pushed = np.searchsorted(early_need, late_need + slack, side="right")
     return int(max(1, (pushed - ks).max())) + 2
 

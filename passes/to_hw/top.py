@@ -22,6 +22,7 @@ from hashiflex.dialects import po2
 from hashiflex.names import namehint
 from hashiflex.passes.to_hw.builder import HwBuilder
 from hashiflex.passes.to_hw.layer import ModuleShell, act_type, stream_bits
+from hashiflex.passes.to_hw.rates import cycles_per_image
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSA
     So every image is classified with the weights that were current when it entered,
     however many images are still in flight inside the pipeline.
     """
-    beats_per_image = in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
+    beats_per_image = beats_per_input_image(in_t, pixels_per_cycle)
     accept = hb.and_(in_valid, en)
     pixel = hb.counter(beats_per_image - 1, accept, name="in_pixel")
     first_pixel = hb.and_(accept, hb.eq_const(pixel, 0))
@@ -64,10 +65,12 @@ def _drive_swap_at(hb: HwBuilder, in_t: po2.ActType, in_valid: SSAValue, en: SSA
     npu_inst.operands[names.index("swap_at")] = started.q
 
 
-def cycles_per_image_row(in_t: po2.ActType, pixels_per_cycle: int) -> int:
-    """Beats per input row (the last beat of a row may carry fewer pixels)."""
-    width = in_t.dims[2] if len(in_t.dims) == 3 else 1
-    return -(-width // pixels_per_cycle)
+def beats_per_input_image(in_t: po2.ActType, pixels_per_cycle: int) -> int:
+    """Input beats per image (rates.cycles_per_image: a row's last beat may carry fewer
+    pixels; P = k*W carries k whole rows)."""
+    if len(in_t.dims) != 3:
+        return 1
+    return cycles_per_image(in_t.dims[1], in_t.dims[2], pixels_per_cycle)
 
 
 def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SSAValue,
@@ -145,8 +148,7 @@ def build_top(name: str, image: SSAValue, layers: Sequence[TopLayer], result: SS
         "layer": name,
         "input_shape": list(in_t.dims),
         "output_shape": list(out_t.dims),
-        "cycles_per_image": in_t.dims[1] * cycles_per_image_row(in_t, pixels_per_cycle)
-        if len(in_t.dims) == 3 else 1,
+        "cycles_per_image": beats_per_input_image(in_t, pixels_per_cycle),
         "pipeline_stages": sum(layer.latency for layer in layers if layer.symbol is not None),
         "latency_cycles": latency_cycles,
         **({"pixels_per_cycle": pixels_per_cycle} if pixels_per_cycle > 1 else {}),

@@ -231,6 +231,7 @@ BAD_OPTIONS = [
     ["--npu-weight-bits", "1"], ["--npu-weight-bits", "64"], ["--clock-mhz", "0"],
     ["--levels-per-stage", "0"], ["--npu-lanes", "-1"], ["--input-shape", "3,x,7"],
     ["--input-shape", "3,7"], ["--pixels-per-cycle", "0"], ["--pixels-per-cycle", "100000"],
+    ["--pixels-per-cycle", "8"], ["--pixels-per-cycle", "14"],  # 7x7: not k*7; 2 rows of 7
     ["--images-per-second", "0"], ["--images-per-second", "1e15"],
 ]
 

@@ -237,3 +237,21 @@ def test_verify_two_pixels_per_cycle(tmp_path):
                          calib=nets.calibration("dw_residual"), pixels_per_cycle=2)
     summary = verify.verify(design.path, nets.stimulus("dw_residual")[:3], progress=False)
     assert summary["verified"] == summary["total"] == 6
+
+
+@pytest.mark.slow
+def test_verify_whole_rows_per_beat(tmp_path):
+    """Beats of whole rows (P = 64 on slow_tail's 16x16: 4 rows per beat): the stem gets 4
+    rows and gives 2 rows of 8 per beat, which its 3x3 and 1x1 convs, the residual add and
+    the stride-2 depthwise (-> one 4-wide row per beat) take; each module's stimulus and
+    expected words are packed with the rows of its streams, cycles per image = 4."""
+    from hashiflex import api
+
+    design = api.compile(f"{nets.__file__}:slow_tail", tmp_path / "d",
+                         calib=nets.calibration("slow_tail"), pixels_per_cycle=64)
+    modules = ["stem", "dw1", "pw1", "add", "dw2"]
+    summary = verify.verify(design.path, nets.stimulus("slow_tail")[:3], modules=modules,
+                            progress=False)
+    assert summary["verified"] == summary["total"] == len(modules)
+    assert {row["module"]: row["cycles_per_image"] for row in summary["modules"]} == \
+        dict.fromkeys(modules, 4)

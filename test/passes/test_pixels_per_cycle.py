@@ -41,7 +41,7 @@ def _stream_beats(sim: HwSimulator, images: np.ndarray, fmt: Format, lanes: int,
                   out_beats: int, rng: random.Random, gaps: bool = True) -> list[int]:
     """Drive images beat by beat through a top (random gaps), return `out_beats` out words."""
     beats = pack_beats(images, fmt.bits, lanes)
-    beats += [0] * (2 * len(beats) // len(images) + 8)  # drain with zero beats
+    beats += [0] * (2 * len(beats) // len(images) + 64)  # drain with zero beats
     got: list[int] = []
     sim.step(rst=1, in_valid=0, in_data=0)
     i = 0
@@ -77,15 +77,13 @@ def test_rate_model_bad_input_and_rate_choice():
             check_pixels_per_cycle(bad, 4, 5)
     with pytest.raises(RateError, match="larger than the input's 4x5 = 20 pixels"):
         check_pixels_per_cycle(21, 4, 5)
-    with pytest.raises(RateError, match="larger than the input width 5.*not supported yet"):
+    with pytest.raises(RateError, match="larger than the input width 5 but not a multiple"):
         check_pixels_per_cycle(6, 4, 5)
     assert cycles_per_image(32, 32, 4) == 256 and cycles_per_image(32, 32, 16) == 64
     assert cycles_per_image(5, 7, 2) == 20  # rows of 7 take 4 beats
     assert pixels_for_rate(3.9e6, 1000, 32, 32) == 4
     assert pixels_for_rate(15.6e6, 1000, 32, 32) == 16
     assert pixels_for_rate(1e3, 1000, 32, 32) == 1
-    with pytest.raises(RateError, match="more than one input row per cycle"):
-        pixels_for_rate(1e9, 1000, 32, 32)
 
 
 def test_lanes_follow_the_strides():
@@ -299,6 +297,180 @@ def test_two_row_buffers_in_a_row(gaps):
              for layer in report["layers"] if layer["kind"] == "conv"}
     assert lanes == {"a": (8, 4), "b": (2, 1)} and report["top"]["cycles_per_image"] == 8
     words = _stream_beats(_sim(module, "net_top"), images, in_fmt, 16, 4, random.Random(1),
+                          gaps=gaps)
+    got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
+
+
+# -- beats of whole rows (P = k*W) -------------------------------------------------------------
+
+
+def test_rate_model_whole_rows_per_beat():
+    """P = k*W carries k rows per beat (k dividing H); other P > W are one-line errors."""
+    assert check_pixels_per_cycle(16, 8, 8) == 16 and check_pixels_per_cycle(64, 8, 8) == 64
+    with pytest.raises(RateError, match="larger than the input width 8 but not a multiple "
+                                        "of it: a beat spanning rows carries whole rows"):
+        check_pixels_per_cycle(12, 8, 8)
+    with pytest.raises(RateError, match="3 rows of 8 per beat: the rows per beat must divide "
+                                        "the input height 8"):
+        check_pixels_per_cycle(24, 8, 8)
+    assert cycles_per_image(32, 32, 64) == 16 and cycles_per_image(8, 8, 16) == 4
+    assert pixels_for_rate(60e6, 1000, 32, 32) == 64  # 16 cycles: 62.5M images/s
+    assert pixels_for_rate(1e9, 1000, 32, 32) == 1024
+    with pytest.raises(RateError, match="more than the network reaches at 1000 MHz "
+                                        r"\(at most 1e\+09 images/s with P = 1024"):
+        pixels_for_rate(2e9, 1000, 32, 32)
+
+
+def _conv_chain(specs, in_shape, fmt=Format(8, False, 3)):
+    """A func of convs (name, out_shape, kernel, stride, padding, groups), each on the last."""
+    ops = {}
+    rng = np.random.default_rng(0)
+
+    def build(block):
+        x = block.args[0]
+        for name, out_shape, kernel, stride, padding, groups in specs:
+            cin = x.type.dims[0] // groups
+            conv = po2.Conv2dOp(name, x, po2.ActType(out_shape, fmt),
+                                weights=rng.integers(-2, 3, size=(out_shape[0], cin, *kernel)
+                                                     ).astype(np.int8),
+                                exp_base=[0] * out_shape[0], bias=[0] * out_shape[0],
+                                stride=stride, padding=padding, groups=groups)
+            block.add_op(conv)
+            ops[name] = conv
+            x = conv.output
+        return x
+
+    module = _network(build, po2.ActType(in_shape, fmt))
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    return fn, ops
+
+
+def test_rows_per_beat_follow_the_strides():
+    """
+    The MobileNetV2 stem at 2 rows per beat: 3x3 s2 makes one whole output row per beat
+    (OW lanes; a later stride 2 runs at P = W as usual: 4 copies, row buffer -> 2 lanes); at 4 rows per beat two output
+    rows, which a stride-1 conv keeps; rows the stride does not divide are refused.
+    """
+    specs = [("stem", (2, 4, 8), (3, 3), (2, 2), (1, 1, 1, 1), 1),
+             ("dw", (2, 4, 8), (3, 3), (1, 1), (1, 1, 1, 1), 2),
+             ("down", (2, 2, 4), (3, 3), (2, 2), (1, 1, 1, 1), 1)]
+    fn, ops = _conv_chain(specs, (1, 8, 16))
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 32)
+    assert rates.cycles_per_image == 4
+    assert [rates.lanes[ops[k].output] for k in ("stem", "dw", "down")] == [8, 8, 2]
+    assert [rates.rows.get(ops[k].output, 1) for k in ("stem", "dw", "down")] == [1, 1, 1]
+    rates = stream_rates(fn.args[0], fn.body.block.ops, 64)
+    assert [rates.lanes[ops[k].output] for k in ("stem", "dw", "down")] == [16, 16, 4]
+    assert [rates.rows.get(ops[k].output, 1) for k in ("stem", "dw", "down")] == [2, 2, 1]
+    assert rates.cycles_per_image == 2
+    assert stream_rates(fn.args[0], fn.body.block.ops, 128).rows[ops["down"].output] == 2
+    fn, _ = _conv_chain([("valid", (2, 6, 14), (3, 3), (1, 1), (0, 0, 0, 0), 1)], (1, 8, 16))
+    with pytest.raises(RateError, match="layer 'valid': 4 output rows per beat must divide its "
+                                        "output height 6"):
+        stream_rates(fn.args[0], fn.body.block.ops, 64)
+    fn, _ = _conv_chain([("stem", (2, 3, 8), (3, 3), (2, 2), (1, 1, 1, 1), 1)], (1, 6, 16))
+    with pytest.raises(RateError, match="layer 'stem': 3 input rows per beat into vertical "
+                                        "stride 2: the rows per beat must be a multiple"):
+        stream_rates(fn.args[0], fn.body.block.ops, 48)
+    ops = list(fn.body.block.ops)
+    assert not supports(fn.args[0], ops, 48) and supports(fn.args[0], ops, 32)
+    # --images-per-second: 32 (3 cycles) is too slow, 48 refused, 96 (the whole image) taken
+    assert pixels_for_rate(4e8, 1000, 6, 16, lambda p: supports(fn.args[0], ops, p)) == 96
+
+
+def test_rows_per_beat_into_windowed_pooling_refused():
+    fmt = Format(8, False, 3)
+
+    def build(block):
+        pool = po2.MaxPool2dOp("pool", block.args[0], po2.ActType((1, 2, 4), fmt),
+                               kernel=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0))
+        block.add_op(pool)
+        return pool.output
+
+    module = _network(build, po2.ActType((1, 4, 8), fmt))
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    with pytest.raises(RateError, match="layer 'pool': 2 rows per beat into windowed pooling "
+                                        "are not supported"):
+        stream_rates(fn.args[0], fn.body.block.ops, 16)
+
+
+#: name: (in_shape, out_ch, kernel, stride, padding (t, l, b, r), groups, rows per beat)
+ROWS_CASES = {
+    "stem_3x3_s2_k2": ((2, 8, 8), 3, (3, 3), (2, 2), (1, 1, 1, 1), 1, 2),
+    "stem_3x3_s2_k4": ((2, 8, 6), 3, (3, 3), (2, 2), (1, 1, 1, 1), 1, 4),
+    "dw_3x3_s1_k2": ((3, 6, 5), 3, (3, 3), (1, 1), (1, 1, 1, 1), 3, 2),
+    "asym_pad_k2": ((2, 6, 7), 2, (3, 2), (1, 2), (2, 0, 0, 1), 1, 2),
+    "bottom_pad_k2": ((1, 6, 5), 2, (3, 3), (1, 1), (0, 0, 2, 2), 1, 2),
+    "5x3_nopad_k2": ((1, 8, 5), 2, (5, 3), (1, 1), (0, 0, 0, 0), 1, 2),
+    "whole_image": ((3, 5, 5), 3, (3, 3), (1, 1), (1, 1, 1, 1), 3, 5),
+    "1x1_k2": ((3, 4, 5), 4, (1, 1), (1, 1), (0, 0, 0, 0), 1, 2),
+    "1x1_s2_k2": ((2, 6, 5), 2, (1, 1), (2, 2), (0, 0, 0, 0), 1, 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROWS_CASES))
+def test_conv_whole_rows_match_golden(case):
+    """A conv fed k whole rows per beat (P = k*W): k/sh whole output rows per beat, one
+    datapath copy per output pixel of the beat, bit-exact, random gaps, 3 images."""
+    in_shape, cout, kernel, stride, padding, groups, k = ROWS_CASES[case]
+    rng = np.random.default_rng(abs(hash(case)) % 1000)
+    in_fmt, out_fmt = Format(8, case == "asym_pad_k2", 4), Format(8, True, 3)
+    codes = rng.integers(-4, 5, size=(cout, in_shape[0] // groups, *kernel)).astype(np.int8)
+    module = conv_module(in_shape, in_fmt, out_fmt, codes, exp_base=list(range(-1, cout - 1)),
+                         bias=list(rng.integers(-50, 50, size=cout)), stride=stride,
+                         padding=padding, groups=groups)
+    conv = next(op for op in module.walk() if isinstance(op, po2.Conv2dOp))
+    images = _images(rng, in_shape, in_fmt, 3)
+    want = golden.conv2d(images, conv)
+    p = k * in_shape[2]
+    _lower(module, pixels_per_cycle=p)
+    oh, ow = want.shape[2:]
+    out_rows = k // stride[0]
+    (layer,) = design_report(module)["layers"]
+    assert layer["lanes"] == out_rows * ow and layer["input_lanes"] == p
+    assert (layer["input_rows"], layer["output_rows"]) == (k, out_rows)
+    assert design_report(module)["top"]["cycles_per_image"] == in_shape[1] // k
+    words = _stream_beats(_sim(module, "main_top"), images, in_fmt, p, 3 * oh // out_rows,
+                          random.Random(k))
+    fields = [split_fields(w, out_rows * ow * cout, out_fmt.bits, out_fmt.signed)
+              for w in words]
+    got = np.array(fields).reshape(3, oh, ow, cout).transpose(0, 3, 1, 2)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("p,gaps", [(16, False), (16, True), (32, True), (64, False)])
+def test_whole_rows_network(p, gaps):
+    """
+    An 8x8 net at P = 16, 32, 64 (2, 4, 8 rows per beat): a 3x3 s2 stem (one 4-wide output
+    row per beat at P=16; 2 and 4 rows at 32 and 64), then a residual block (3x3, 1x1, add,
+    requant) at the stem's rows per beat, global pooling summing whole rows. Bit-exact,
+    cycles per image = 8/k.
+    """
+    in_fmt = Format(8, False, 4)
+    rng = np.random.default_rng(21)
+    shape = (1, 8, 8)
+
+    def build(block):
+        stem = po2.Conv2dOp("stem", block.args[0], po2.ActType((2, 4, 4), Format(8, False, 3)),
+                            weights=rng.integers(-3, 4, size=(2, 1, 3, 3)).astype(np.int8),
+                            exp_base=[-1, 0], bias=[5, -5], stride=(2, 2),
+                            padding=(1, 1, 1, 1), act="relu")
+        c1, c2, add, rq = residual_block(stem.output, rng, Format(6, False, 1), (2, 4, 4))
+        pool = po2.AvgPoolOp("pool", rq.output, po2.ActType((2, 1, 1), Format(8, False, 3)))
+        block.add_ops([stem, c1, c2, add, rq, pool])
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, in_fmt))
+    images = _images(rng, shape, in_fmt, 4)
+    want = golden.run_int(module, images).reshape(4, 2)
+    _lower(module, pixels_per_cycle=p)
+    report = design_report(module)
+    k = p // 8
+    assert report["top"]["cycles_per_image"] == 8 // k
+    lanes = {layer["layer"]: layer.get("lanes", 1) for layer in report["layers"]}
+    assert lanes["stem"] == k // 2 * 4 and lanes["b.conv1"] == k // 2 * 4
+    words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 4, random.Random(p),
                           gaps=gaps)
     got = np.array([split_fields(w, 2, 8, False) for w in words])
     assert np.array_equal(got, want)
