@@ -16,7 +16,8 @@ Lanes per layer:
   come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
   a row buffer re-serialises each burst into sh beats of p/(sh*sw) lanes, so its output has
   p/(sh*sw) lanes (`row_buffer_lanes`; otherwise p/sw). At p = 1 a conv is today's (one
-  output every sh*sw accepted pixels at most);
+  output every sh*sw accepted pixels at most). Windowed max/avg pooling is built on the
+  conv's window (pool2d.py) and follows the same rule;
 - requant, residual add, concat and select_channels: their input's lanes (both operands of
   an add or concat must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
@@ -137,7 +138,8 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
         layer = op.properties.get("layer")
         lname = layer.data if layer is not None else op.name  # type: ignore[attr-defined]
         q_in = lanes.get(op.operands[0], 1) if op.operands else 1
-        if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp)):
+        if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp, po2.MaxPool2dOp,
+                           po2.AvgPool2dOp)):  # windowed pooling: a conv's window (pool2d.py)
             sh, sw = op.stride
             # sw not dividing the lanes: k beats widened into one (lane_widener.py)
             q_out = q_in * widening(q_in, sw) // sw if q_in > 1 else 1
@@ -149,11 +151,6 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
                 raise RateError(f"layer '{lname}': the operands of the {op.name} arrive "
                                 f"with {q_in} and {q_b} pixels per cycle; not supported yet")
             q_out = q_in
-        elif isinstance(op, (po2.MaxPool2dOp, po2.AvgPool2dOp)):
-            if q_in > 1:
-                raise RateError(f"layer '{lname}': {q_in} pixels per cycle into windowed "
-                                f"pooling is not supported yet (one pixel per cycle)")
-            q_out = 1
         elif isinstance(op, (po2.AvgPoolOp, po2.NpuLinearOp)):
             q_out = 1
         else:  # requant, flatten
