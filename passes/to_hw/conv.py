@@ -432,6 +432,7 @@ class ConvLowering:
         kk = geo.KH * geo.KW
         used = self.window_elements()
         data = self.in_data
+        pad = self.pad_value
         taps: dict[tuple[int, int], SSAValue] = {}
 
         def tap(c: int, f: int) -> SSAValue:
@@ -453,8 +454,7 @@ class ConvLowering:
                     if (lane, kh, kw) not in masks:
                         masks[(lane, kh, kw)] = hb.and_(*conds) if len(conds) > 1 else conds[0]
                     value = hb.mux(masks[(lane, kh, kw)], value, self.pad_code())
-                window[i] = Sig(value, fmt.signed, min(fmt.lo, self.pad_value),
-                                max(fmt.hi, self.pad_value))
+                window[i] = Sig(value, fmt.signed, min(fmt.lo, pad), max(fmt.hi, pad))
             windows.append(window)
         self.line_buffer_bits += len(taps) * fmt.bits
         return windows
