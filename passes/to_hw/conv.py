@@ -248,6 +248,9 @@ class Counters:
 class ConvLowering:
     """Builds the streaming module of one `po2.unrolled_conv2d`."""
 
+    kind = "conv"  # the report's layer kind
+    pad_value = 0  # what padded window elements read (a conv's zero padding)
+
     def __init__(self, op: po2.UnrolledConv2dOp, name: str, options: LayerOptions):
         self.op, self.name = op, name
         lanes_in, rows_in = options.lanes_of(op.input), options.rows_of(op.input)
@@ -296,7 +299,7 @@ class ConvLowering:
             valid, data = self.serialise_rows(valid, data, latency)
             latency += ROW_BUFFER_LATENCY
         report = {
-            "kind": "conv",
+            "kind": self.kind,
             "layer": self.op.layer,
             "input_shape": list(act_type(self.op.input).dims),
             "output_shape": list(act_type(self.op.output).dims),
@@ -464,9 +467,8 @@ class ConvLowering:
     def window(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> dict[int, Sig]:
         """Sigs of the used window arguments: per-channel tap chains plus padding masks."""
         hb, geo, fmt = self.hb, self.geo, self.in_fmt
-        args = self.op.body.block.args
         kk = geo.KH * geo.KW
-        used = [i for i, arg in enumerate(args) if arg.uses]
+        used = self.window_elements()
         depth_of: dict[int, int] = {}
         for i in used:
             c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
@@ -483,6 +485,7 @@ class ConvLowering:
             self.line_buffer_bits += (deepest + 1) * fmt.bits
         masks: dict[tuple[int, int], SSAValue] = {}
         window: dict[int, Sig] = {}
+        pad = self.pad_value
         for i in used:
             c, (kh, kw) = i // kk, divmod(i % kk, geo.KW)
             value = chains[c][geo.tap(kh, kw)]
@@ -490,8 +493,8 @@ class ConvLowering:
             if conds:
                 if (kh, kw) not in masks:
                     masks[(kh, kw)] = hb.and_(*conds)
-                value = hb.mux(masks[(kh, kw)], value, hb.const(0, fmt.bits))
-            window[i] = Sig(value, fmt.signed, min(fmt.lo, 0), max(fmt.hi, 0))
+                value = hb.mux(masks[(kh, kw)], value, self.pad_code())
+            window[i] = Sig(value, fmt.signed, min(fmt.lo, pad), max(fmt.hi, pad))
         return window
 
     def lane_windows(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> list[dict[int, Sig]]:
@@ -502,10 +505,10 @@ class ConvLowering:
         """
         hb, geo, fmt = self.hb, self.geo, self.in_fmt
         p = geo.lanes
-        args = self.op.body.block.args
         kk = geo.KH * geo.KW
-        used = [i for i, arg in enumerate(args) if arg.uses]
+        used = self.window_elements()
         data = self.in_data
+        pad = self.pad_value
         taps: dict[tuple[int, int], SSAValue] = {}
 
         def tap(c: int, f: int) -> SSAValue:
@@ -532,11 +535,21 @@ class ConvLowering:
                 if conds:
                     if (lane, kh, kw) not in masks:
                         masks[(lane, kh, kw)] = hb.and_(*conds) if len(conds) > 1 else conds[0]
-                    value = hb.mux(masks[(lane, kh, kw)], value, hb.const(0, fmt.bits))
-                window[i] = Sig(value, fmt.signed, min(fmt.lo, 0), max(fmt.hi, 0))
+                    value = hb.mux(masks[(lane, kh, kw)], value, self.pad_code())
+                window[i] = Sig(value, fmt.signed, min(fmt.lo, pad), max(fmt.hi, pad))
             windows.append(window)
         self.line_buffer_bits += len(taps) * fmt.bits
         return windows
+
+    def window_elements(self) -> list[int]:
+        """The window elements (c*KH*KW + kh*KW + kw) the datapath reads: the region's
+        used arguments."""
+        return [i for i, arg in enumerate(self.op.body.block.args) if arg.uses]
+
+    def pad_code(self) -> SSAValue:
+        """The code a padded (or past-the-row) window element reads."""
+        bits = self.in_fmt.bits
+        return self.hb.const(self.pad_value & ((1 << bits) - 1), bits)
 
     def datapath(self, window: dict[int, Sig]) -> list[Sig]:
         """Lower the region's scalar ops to comb, pipelined (see builder.py)."""
@@ -599,9 +612,14 @@ def lower_scalar_region(hb: HwBuilder, block: Block, inputs: dict[int, Sig], nam
 
 def lower(op: po2.UnrolledConv2dOp, name: str, options: LayerOptions) -> LayerHw:
     """The conv's module; its output items exist from their trigger pixel on."""
-    lowering = ConvLowering(op, name, options)
+    return lower_window(ConvLowering(op, name, options))
+
+
+def lower_window(lowering: ConvLowering) -> LayerHw:
+    """The module of a streaming-window layer (a conv, or windowed pooling: pool2d.py) and
+    its output timing: its output items exist from their trigger item on."""
     layer = lowering.build()
-    src = options.streams[op.input]
+    src = lowering.options.streams[lowering.op.input]
     plan = lowering.row_buffer
     triggers = lowering.input_items(lowering.geo.triggers())
     if plan is None:

@@ -2,9 +2,13 @@
 `po2.maxpool2d` and `po2.avgpool2d` (windowed pooling) as streaming modules.
 
 They reuse the streaming window of passes/to_hw/conv.py unchanged: `ConvLowering`'s
-position counters (the trigger pixel of every output, the row/column validity masks) and
-per-channel tap chains (line buffers), since the pooling ops carry the same geometry
-accessors (`kernel`, `stride`, `padding`). Only the window's fill and the datapath differ:
+position counters (the trigger item of every output, the row/column validity masks), its
+per-channel tap chains (line buffers) and, at several pixels per cycle, its lanes (p/sw
+copies of the datapath reading one tap chain that shifts p pixels per beat, the lane
+widener when sw does not divide p, the row buffer after a vertical stride: rates.py), since
+the pooling ops carry the same geometry accessors (`kernel`, `stride`, `padding`). Only the
+window's fill (`pad_value`, also read by the don't-care lanes past a row's end), the
+elements read (every tap) and the datapath differ:
 
 * max pooling: padded taps read the format's minimum code (torch's -inf), and each channel
   is a balanced comparator tree (`comb.icmp` + `comb.mux` per node), registered every
@@ -14,54 +18,34 @@ accessors (`kernel`, `stride`, `padding`). Only the window's fill and the datapa
   docs/semantics.md (`avgpool_constants(KH*KW)`: a pure shift for Po2 areas), as global
   pooling does.
 
-One pixel per cycle only (rates.py refuses more lanes into a pooling layer). Latency: 1 (the
-fire/tap register) + the datapath's registers, like a conv.
+Latency: 1 (the fire/tap register) + the datapath's registers (+ the row buffer's), like
+a conv.
 """
 
 from __future__ import annotations
 
-from xdsl.ir import SSAValue
-
 from hashiflex.dialects import po2
 from hashiflex.golden.semantics import avgpool_constants, clamp_bounds
 from hashiflex.passes.to_hw.builder import Sig
-from hashiflex.passes.to_hw.conv import ConvGeometry, ConvLowering
-from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions, LoweringError
-from hashiflex.passes.to_hw.report import REPORT_ATTR, to_attr
+from hashiflex.passes.to_hw.conv import ConvLowering, lower_window
+from hashiflex.passes.to_hw.layer import LayerHw, LayerOptions
 
 
 class PoolLowering(ConvLowering):
     """A conv's streaming window with a comparator tree or an averaging datapath."""
 
-    def window(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> dict[int, Sig]:
-        """All KHxKW window taps of every channel (index c*KH*KW + kh*KW + kw), padded
-        taps replaced by the pooling's fill value."""
-        hb, geo, fmt = self.hb, self.geo, self.in_fmt
-        is_max = isinstance(self.op, po2.MaxPool2dOp)
-        fill = fmt.lo if is_max else 0
-        data = self.shell.args["in_data"]
-        deepest = geo.tap(0, 0)
-        masks: dict[tuple[int, int], SSAValue] = {}
-        window: dict[int, Sig] = {}
-        for c in range(geo.C):
-            prev = hb.extract(data, c * fmt.bits, fmt.bits)
-            chain = []
-            for j in range(deepest + 1):
-                prev = hb.reg(prev, accept, name=f"{self.name}_line_buf_c{c}_t{j}")
-                chain.append(prev)
-            self.line_buffer_bits += (deepest + 1) * fmt.bits
-            for kh in range(geo.KH):
-                for kw in range(geo.KW):
-                    value = chain[geo.tap(kh, kw)]
-                    conds = [m for m in (row_ok.get(kh), col_ok.get(kw)) if m is not None]
-                    if conds:
-                        if (kh, kw) not in masks:
-                            masks[(kh, kw)] = hb.and_(*conds)
-                        value = hb.mux(masks[(kh, kw)], value,
-                                       hb.const(fill & ((1 << fmt.bits) - 1), fmt.bits))
-                    window[(c * geo.KH + kh) * geo.KW + kw] = Sig(
-                        value, fmt.signed, min(fmt.lo, fill), max(fmt.hi, fill))
-        return window
+    @property
+    def kind(self) -> str:
+        return "maxpool2d" if isinstance(self.op, po2.MaxPool2dOp) else "avgpool2d"
+
+    @property
+    def pad_value(self) -> int:
+        """Max pooling pads with the format's minimum code (torch's -inf), average with 0."""
+        return self.in_fmt.lo if isinstance(self.op, po2.MaxPool2dOp) else 0
+
+    def window_elements(self) -> list[int]:
+        """Every tap of every channel's window (c*KH*KW + kh*KW + kw)."""
+        return list(range(self.geo.C * self.geo.KH * self.geo.KW))
 
     def datapath(self, window: dict[int, Sig]) -> list[Sig]:
         kk = self.geo.KH * self.geo.KW
@@ -106,14 +90,5 @@ class PoolLowering(ConvLowering):
 
 
 def lower(op: po2.MaxPool2dOp | po2.AvgPool2dOp, name: str, options: LayerOptions) -> LayerHw:
-    """The pooling layer's module; its output pixels exist from their trigger pixel on."""
-    if options.lanes_of(op.input) != 1:
-        raise LoweringError(f"layer '{op.layer}': windowed pooling takes one pixel per cycle")
-    lowering = PoolLowering(op, name, options)
-    layer = lowering.build()
-    layer.report["kind"] = "maxpool2d" if isinstance(op, po2.MaxPool2dOp) else "avgpool2d"
-    layer.module.attributes[REPORT_ATTR] = to_attr(layer.report)
-    src = options.streams[op.input]
-    geo = ConvGeometry.of(op)
-    layer.timing = src.after(layer.latency, src.needed(geo.triggers()))
-    return layer
+    """The pooling layer's module; its output items exist from their trigger item on."""
+    return lower_window(PoolLowering(op, name, options))

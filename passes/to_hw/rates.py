@@ -27,7 +27,8 @@ Lanes per layer:
   come in bursts of p/sw lanes (one output row per sh input rows); when sh > 1 divides p/sw
   a row buffer re-serialises each burst into sh beats of p/(sh*sw) lanes, so its output has
   p/(sh*sw) lanes (`row_buffer_lanes`; otherwise p/sw). At p = 1 a conv is today's (one
-  output every sh*sw accepted pixels at most);
+  output every sh*sw accepted pixels at most). Windowed max/avg pooling is built on the
+  conv's window (pool2d.py) and follows the same rule (at most one row per beat);
 - requant, residual add, concat and select_channels: their input's lanes and rows (both
   operands of an add or concat must agree);
 - global average pooling, flatten and the NPU: one item per image, one lane.
@@ -199,7 +200,8 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
         if k_in > 1 and isinstance(op, (po2.MaxPool2dOp, po2.AvgPool2dOp)):
             raise RateError(f"layer '{lname}': {k_in} rows per beat into windowed pooling "
                             f"are not supported (at most one row per beat)")
-        if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp)):
+        if isinstance(op, (po2.Conv2dOp, po2.UnrolledConv2dOp, po2.MaxPool2dOp,
+                           po2.AvgPool2dOp)):  # windowed pooling: a conv's window (pool2d.py)
             sh, sw = op.stride
             oh, ow = _spatial(op.results[0])
             if k_in > 1:  # whole rows per beat: k/sh whole output rows (conv.py)
@@ -217,11 +219,6 @@ def stream_rates(image: SSAValue, ops: Iterable[Operation], pixels_per_cycle: in
                                 f"with {q_in} and {q_b} pixels per cycle{rows_note}; "
                                 f"not supported yet")
             q_out, k_out = q_in, k_in
-        elif isinstance(op, (po2.MaxPool2dOp, po2.AvgPool2dOp)):
-            if q_in > 1:
-                raise RateError(f"layer '{lname}': {q_in} pixels per cycle into windowed "
-                                f"pooling is not supported yet (one pixel per cycle)")
-            q_out = 1
         elif isinstance(op, (po2.AvgPoolOp, po2.NpuLinearOp)):
             q_out = 1
         else:  # requant, flatten

@@ -255,3 +255,18 @@ def test_verify_whole_rows_per_beat(tmp_path):
     assert summary["verified"] == summary["total"] == len(modules)
     assert {row["module"]: row["cycles_per_image"] for row in summary["modules"]} == \
         dict.fromkeys(modules, 4)
+
+
+@pytest.mark.slow
+def test_verify_pooling_at_four_pixels_per_cycle(tmp_path):
+    """Windowed pooling with lanes, each module alone: pool_mix (8x10) at P=4, its 2x2/2
+    max pooling with 2 copies and a row buffer down to 1 lane, the layers after it at 1."""
+    from hashiflex import api
+    from test_pool_act_flow import POOL_NETS_FILE, calibration, stimulus
+
+    design = api.compile(f"{POOL_NETS_FILE}:pool_mix", tmp_path / "d",
+                         calib=calibration("pool_mix"), pixels_per_cycle=4)
+    pools = [layer for layer in design.report["layers"] if layer["kind"] == "maxpool2d"]
+    assert [layer.get("lanes", 1) for layer in pools] == [2, 1]  # 2 copies, then 1 lane
+    summary = verify.verify(design.path, stimulus("pool_mix")[:3], progress=False)
+    assert summary["verified"] == summary["total"] == len(design.report["layers"])

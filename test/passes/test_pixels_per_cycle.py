@@ -2,7 +2,7 @@
 Several pixels per cycle (`pixels_per_cycle` P, passes/to_hw/rates.py): the rate model, and
 the lowered layers streamed beat by beat through the hw simulator against the golden model,
 for convs of every geometry (strides, paddings, odd widths), residual adds, requant and
-pooling.
+pooling (global, and windowed max/avg pooling on the conv's window).
 """
 
 from __future__ import annotations
@@ -473,4 +473,60 @@ def test_whole_rows_network(p, gaps):
     words = _stream_beats(_sim(module, "net_top"), images, in_fmt, p, 4, random.Random(p),
                           gaps=gaps)
     got = np.array([split_fields(w, 2, 8, False) for w in words])
+    assert np.array_equal(got, want)
+
+
+# -- windowed pooling, beat by beat (pool2d.py: the conv's window and lanes) -------------------
+
+#: kind, input CxHxW, kernel, stride, padding (top, left, bottom, right; ceil_mode is extra
+#: bottom/right padding): odd widths, the -inf fill of max pooling on a signed format, the
+#: zero padding average pooling counts, strides 1 and 2 (at P=4 max3_s2_p1 and avg2_s2 fill
+#: their frame: a row buffer; max2_s2_ceil's rows do not fit: 2 lanes out)
+POOL_CASES = {
+    "max2_s2_ceil": ("max", (2, 5, 7), (2, 2), (2, 2), (0, 0, 1, 1)),
+    "max3_s1_p1": ("max", (2, 5, 7), (3, 3), (1, 1), (1, 1, 1, 1)),
+    "max3_s2_p1": ("max", (2, 7, 9), (3, 3), (2, 2), (1, 1, 1, 1)),
+    "avg3_s1_p1": ("avg", (2, 5, 7), (3, 3), (1, 1), (1, 1, 1, 1)),
+    "avg2_s2": ("avg", (2, 6, 9), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "avg2_s1": ("avg", (2, 4, 5), (2, 2), (1, 1), (0, 0, 0, 0)),
+}
+
+
+@pytest.mark.parametrize("case,p", [(case, p) for case in sorted(POOL_CASES) for p in (2, 3, 4)])
+def test_windowed_pooling_lanes_match_golden(case, p):
+    """
+    A max/avg pooling layer at P lanes: p/sw copies of its comparator or averaging tree on
+    one tap chain (P=3 into stride 2: the lane widener pairs beats), like a conv; fed with
+    random gaps, every output equals the golden model's.
+    """
+    kind, shape, kernel, stride, padding = POOL_CASES[case]
+    fmt = Format(8, kind == "max", 4)
+    c, h, w = shape
+    out_hw = ((h + padding[0] + padding[2] - kernel[0]) // stride[0] + 1,
+              (w + padding[1] + padding[3] - kernel[1]) // stride[1] + 1)
+    cls = po2.MaxPool2dOp if kind == "max" else po2.AvgPool2dOp
+    ops = {}
+
+    def build(block):
+        pool = cls("pool", block.args[0], po2.ActType((c, *out_hw), fmt), kernel=kernel,
+                   stride=stride, padding=padding)
+        block.add_op(pool)
+        ops["pool"] = pool
+        return pool.output
+
+    module = _network(build, po2.ActType(shape, fmt))
+    rng = np.random.default_rng(abs(hash((case, p))) % 1000)
+    images = _images(rng, shape, fmt, 3)
+    pool = ops["pool"]
+    want = golden.maxpool(images, pool) if kind == "max" else golden.windowed_avgpool(images, pool)
+    _lower(module, pixels_per_cycle=p)
+    (layer,) = design_report(module)["layers"]
+    q = p * widening(p, stride[1]) // stride[1]
+    assert layer["kind"] == f"{kind}pool2d" and layer.get("lanes", 1) == q
+    if layer.get("output_lanes", q) != q:  # the row buffer serialises the row bursts
+        q //= stride[0]
+        assert stride[0] > 1 and layer["output_lanes"] == q and layer["row_buffer_depth"] >= 1
+    words = _stream_beats(_sim(module, "net_top"), images, fmt, p,
+                          3 * out_hw[0] * -(-out_hw[1] // q), random.Random(p))
+    got = _unpack(words, 3, *out_hw, q, c, fmt)
     assert np.array_equal(got, want)
