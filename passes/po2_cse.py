@@ -349,6 +349,21 @@ def _join_row_pairs(
     return columns, np.r_[t_a, t_b], new_terms
 
 
+def _merge_slots(at: np.ndarray, n_old: int) -> np.ndarray:
+    """Where new items inserted before the sorted old positions `at` land: a mask."""
+    slots = np.zeros(n_old + len(at), bool)
+    slots[at + np.arange(len(at))] = True
+    return slots
+
+
+def _merge(old: np.ndarray, new: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """`np.insert(old, at, new)` for sorted `at`, given `_merge_slots(at)`."""
+    out = np.empty(len(slots), old.dtype)
+    out[slots] = new
+    out[~slots] = old
+    return out
+
+
 class _KeyTable:
     """
     Persistent ids of pair keys (codes as in `share_terms`): `ids(codes)` gives every code
@@ -374,9 +389,9 @@ class _KeyTable:
             fresh = distinct[~known]
             new_ids = len(self.code) + np.arange(len(fresh))
             found[~known] = new_ids
-            at = pos[~known]
-            self.sorted_codes = np.insert(self.sorted_codes, at, fresh)
-            self.sorted_ids = np.insert(self.sorted_ids, at, new_ids)
+            slots = _merge_slots(pos[~known], len(self.sorted_codes))
+            self.sorted_codes = _merge(self.sorted_codes, fresh, slots)
+            self.sorted_ids = _merge(self.sorted_ids, new_ids, slots)
             self.code = np.r_[self.code, fresh]
             self.column = np.r_[self.column, np.full(len(fresh), -1, np.int64)]
         return found[inverse]
@@ -454,7 +469,12 @@ def share_terms(
         return lead, tail, keys.ids(code)
 
     first, second, window = _pairs_in_rows(row, pair_budget)
+    # The pool is kept sorted by key id: counting and looking up keys then walk the key
+    # tables in order (random access into tables of millions of keys was most of a
+    # round's time on MobileNetV2 w1.0).
     pool_lead, pool_tail, pool_key = pair_keys(first, second)
+    by_key = np.argsort(pool_key, kind="stable")
+    pool_lead, pool_tail, pool_key = pool_lead[by_key], pool_tail[by_key], pool_key[by_key]
 
     def apply(removed: np.ndarray, new: Terms) -> None:
         """Mark `removed` dead, append `new` and pair it with its row neighbours."""
@@ -514,9 +534,13 @@ def share_terms(
                 break
         new_lead, new_tail, new_key_ids = pair_keys(np.concatenate(firsts), np.concatenate(seconds))
         live = alive[pool_lead] & alive[pool_tail]
-        pool_lead = np.r_[pool_lead[live], new_lead]
-        pool_tail = np.r_[pool_tail[live], new_tail]
-        pool_key = np.r_[pool_key[live], new_key_ids]
+        by_key = np.argsort(new_key_ids, kind="stable")
+        new_key_ids = new_key_ids[by_key]
+        kept_key = pool_key[live]
+        slots = _merge_slots(np.searchsorted(kept_key, new_key_ids, "right"), len(kept_key))
+        pool_lead = _merge(pool_lead[live], new_lead[by_key], slots)
+        pool_tail = _merge(pool_tail[live], new_tail[by_key], slots)
+        pool_key = _merge(kept_key, new_key_ids, slots)
         if len(keys.code) > len(pool_key) + len(pool_key) // 4 + 1000:
             pool_key = keys.compact(pool_key)[pool_key]
 
