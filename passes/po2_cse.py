@@ -47,7 +47,14 @@ nest before the rare keys are spent. Two more steps per round:
   a key, a matched term pair an occurrence).
 
 Every operation is vectorised over all pairs of the layer; Python loops only run over
-rounds, matching steps and the terms of the joins taken. A key is only accepted if the
+rounds, matching steps, window offsets and the terms of the joins taken. The pairs are
+not enumerated again each round: they live in a pool (lead term, tail term, key id; key
+ids from a persistent code table) kept sorted by key, from which a round drops the pairs
+of the terms it consumed and into which it merges only the pairs a fresh enumeration
+would add (those of the new terms, of terms a removal brought within the window, and of
+the wider window the shrunken rows allow). A round of a big layer changes ~5 % of its
+terms, so this cut the pass's CPU time about 2x on MobileNetV2 w1.0's biggest layers at
+the same adders. A key is only accepted if the
 adder depth of its new column stays within
 `max_depth` (the depth of a column is one more than the deeper of its two operands): each
 output's tree then has at most `max_depth` adder levels below its own balanced sum, which
