@@ -17,11 +17,15 @@ before) are taken from there instead of running it again: such rows say
 `"da4ml_cached": true` (their times are that earlier run's). Every row records its
 matrix's fingerprint (`matrix_sha1`) for that lookup; rows of older files without one
 match on model/layer or shape/density/seed plus nonzeros and naive adders.
-Writes benchmarks/results/cmvm.json. With --compile instead: the whole `hashiflex compile`
+With --baseline-rev REV the
+po2-cse of that git revision (its passes/po2_cse.py) runs on every matrix too, in the same
+process: `baseline` adders and `baseline_cpu_s` beside ours, the fair comparison of two
+versions on a loaded machine. Writes benchmarks/results/cmvm.json. With --compile instead: the whole `hashiflex compile`
 of MobileNetV2 w0.25 32x32 with and without po2-cse, each in a fresh process (adders,
 register bits, latency, wall and CPU seconds), written to benchmarks/results/cmvm_compile.json.
 
     python benchmarks/bench_cmvm.py [--seeds 3] [--models w025,w1] [--no-da4ml] [--da4ml-cache F]
+                                    [--baseline-rev REV]
     python benchmarks/bench_cmvm.py --compile
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -56,13 +61,33 @@ def terms_of(codes: np.ndarray) -> Terms:
     return Terms(r.astype(np.int64), c.astype(np.int64), np.abs(v) - 1, np.sign(v))
 
 
-def run_ours(codes: np.ndarray) -> dict:
+def run_ours(codes: np.ndarray, baseline=None) -> dict:
+    """po2-cse's `share_terms` on the matrix; `baseline`: also that module's (`load_baseline`)."""
     terms = terms_of(codes)
     cpu, wall = time.process_time(), time.perf_counter()
     sharing = share_terms(terms, codes.shape[1])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {"naive": naive_adders(terms), "ours": sharing.adders(), "ours_cpu_s": cpu,
-            "ours_wall_s": wall, "ours_depth": int(sharing.depth.max(initial=0))}
+    entry = {"naive": naive_adders(terms), "ours": sharing.adders(), "ours_cpu_s": cpu,
+             "ours_wall_s": wall, "ours_depth": int(sharing.depth.max(initial=0))}
+    if baseline is not None:
+        cpu = time.process_time()
+        entry["baseline"] = baseline.share_terms(terms, codes.shape[1]).adders()
+        entry["baseline_cpu_s"] = time.process_time() - cpu
+    return entry
+
+
+def load_baseline(rev: str):
+    """passes/po2_cse.py as of git revision `rev`, as a module (the previous algorithm)."""
+    import subprocess
+    import types
+
+    source = subprocess.run(["git", "show", f"{rev}:passes/po2_cse.py"], cwd=HERE.parent,
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType(f"po2_cse_{rev}")
+    module.__file__ = f"po2_cse@{rev}"
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
 
 
 def fingerprint(codes: np.ndarray) -> str:
@@ -165,6 +190,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="", help="e.g. 32x64,64x128 (default: all)")
     parser.add_argument("--da4ml-cache", default=str(HERE / "results" / "cmvm.json"),
                         help="reuse da4ml's figures for matrices in this earlier cmvm.json ('' : never)")
+    parser.add_argument("--baseline-rev", default="",
+                        help="also run po2-cse's share_terms as of this git revision (same matrices, same run)")
     parser.add_argument("--compile", action="store_true",
                         help="instead: whole compile of MobileNetV2 w0.25 with and without po2-cse")
     args = parser.parse_args()
@@ -179,6 +206,7 @@ def main() -> None:
         have_da4ml = False
         print("da4ml not installed: its column is skipped (pip install da4ml)")
     cache = Da4mlCache("" if args.no_da4ml else args.da4ml_cache)
+    baseline = load_baseline(args.baseline_rev) if args.baseline_rev else None
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")] \
         if args.shapes else SHAPES
 
@@ -190,7 +218,7 @@ def main() -> None:
                                      rows, cols, density)
                 entry = {"shape": f"{rows}x{cols}", "density": density, "seed": seed,
                          "nonzeros": int(np.count_nonzero(codes)),
-                         "matrix_sha1": fingerprint(codes), **run_ours(codes)}
+                         "matrix_sha1": fingerprint(codes), **run_ours(codes, baseline)}
                 if rows * cols <= args.da4ml_max_size and seed < args.da4ml_seeds:
                     _add_da4ml(entry, codes, cache, have_da4ml)
                 random_rows.append(entry)
@@ -203,13 +231,15 @@ def main() -> None:
             entry = {"model": f"mobilenetv2_{width}", "layer": name,
                      "shape": f"{codes.shape[0]}x{codes.shape[1]}",
                      "nonzeros": int(np.count_nonzero(codes)),
-                     "matrix_sha1": fingerprint(codes), **run_ours(codes)}
+                     "matrix_sha1": fingerprint(codes), **run_ours(codes, baseline)}
             if codes.size <= args.da4ml_max_size:
                 _add_da4ml(entry, codes, cache, have_da4ml)
             layer_rows.append(entry)
             _print_row(entry)
 
     summary = _summary(random_rows, layer_rows)
+    if baseline is not None:
+        summary["baseline_rev"] = args.baseline_rev
     for key, value in summary.items():
         print(f"{key}: {value}")
     write_results("cmvm", {"random": random_rows, "mobilenetv2_pointwise": layer_rows,
@@ -231,7 +261,8 @@ def _print_row(e: dict) -> None:
              f"{', cached' if e.get('da4ml_cached') else ''})" if "da4ml" in e else "")
     print(f"{e.get('model', 'random'):18s} {e['shape']:>9s} {what:28s} naive {e['naive']:7d}  "
           f"ours {e['ours']:7d} ({e['ours'] / max(e['naive'], 1):.3f}, {e['ours_cpu_s']:6.2f} s cpu)"
-          + da4ml, flush=True)
+          + da4ml + (f"  baseline {e['baseline']:7d} ({e['baseline_cpu_s']:6.2f} s cpu)"
+                     if "baseline" in e else ""), flush=True)
 
 
 def _summary(random_rows: list[dict], layer_rows: list[dict]) -> dict:
@@ -255,6 +286,20 @@ def _summary(random_rows: list[dict], layer_rows: list[dict]) -> dict:
         summary[f"{model}_pointwise_ours"] = sum(e["ours"] for e in rows)
         summary[f"{model}_pointwise_ours_cpu_s"] = sum(e["ours_cpu_s"] for e in rows)
         summary[f"{model}_slowest_layer_cpu_s"] = max(e["ours_cpu_s"] for e in rows)
+        if all("baseline" in e for e in rows):
+            summary[f"{model}_pointwise_baseline"] = sum(e["baseline"] for e in rows)
+            summary[f"{model}_pointwise_baseline_cpu_s"] = sum(e["baseline_cpu_s"] for e in rows)
+    with_base = [e for e in random_rows + layer_rows if "baseline" in e]
+    if with_base:
+        summary["ours_over_baseline_adders_total"] = (sum(e["ours"] for e in with_base)
+                                                     / sum(e["baseline"] for e in with_base))
+        summary["ours_over_baseline_adders_max"] = float(max(e["ours"] / e["baseline"] for e in with_base))
+        summary["baseline_over_ours_cpu_median"] = float(
+            np.median([e["baseline_cpu_s"] / max(e["ours_cpu_s"], 1e-4) for e in with_base]))
+        big = [e for e in with_base if e["baseline_cpu_s"] >= 5.0]
+        if big:
+            summary["baseline_over_ours_cpu_layers_over_5s"] = (
+                sum(e["baseline_cpu_s"] for e in big) / sum(e["ours_cpu_s"] for e in big))
     return summary
 
 
