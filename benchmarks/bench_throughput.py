@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -60,7 +61,22 @@ except HashiflexError as error:
 shutil.rmtree({str(out)!r}, ignore_errors=True)
 """
     figures = measure_in_subprocess(code, timeout=timeout)
-    return {"model": model, "pixels_per_cycle": p, **figures}
+    return {"model": model, "pixels_per_cycle": p, "commit": source_revision(), **figures}
+
+
+def source_revision() -> str:
+    """The compiler's git revision (with "+changes" when its tree has uncommitted edits):
+    points measured in different runs say which code built them."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hashiflex", "passes",
+                                "backends", "frontend", "golden", "dialects"], cwd=root,
+                               text=True, capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+changes" if dirty else "")
 
 
 def plot(points: list[dict], path: Path) -> None:
