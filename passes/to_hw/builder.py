@@ -113,8 +113,9 @@ def _reg_segments(with_reset: bool) -> DenseArrayBase:
 
 
 def width_of(value: SSAValue) -> int:
-    typ = value.type
-    assert isinstance(typ, IntegerType), f"expected an integer value, got {typ}"
+    typ = value._type  # SSAValue.type is a property; this runs once per operand built
+    if type(typ) is not IntegerType:
+        assert isinstance(typ, IntegerType), f"expected an integer value, got {typ}"
     return typ.width.data
 
 
@@ -207,7 +208,8 @@ class HwBuilder:
         append_op(self.block, op)
         if name:
             namehint(op, name)
-        return op.results[0]
+        (result,) = op.results  # unpacking: SSAValues.__getitem__ is Python code
+        return result
 
     def _op(self, cls, operands: Sequence[SSAValue], result_type=None,
             name: str | None = None) -> SSAValue:
@@ -247,7 +249,7 @@ class HwBuilder:
         """`comb.concat`: the first part lands in the high bits (reverse a vector's elements)."""
         if len(parts_msb_first) == 1 and name is None:
             return parts_msb_first[0]
-        total = sum(width_of(p) for p in parts_msb_first)
+        total = sum([width_of(p) for p in parts_msb_first])
         return self._op(comb.ConcatOp, parts_msb_first, int_type(total), name)
 
     def zext(self, value: SSAValue, width: int) -> SSAValue:
