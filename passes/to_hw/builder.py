@@ -258,14 +258,29 @@ class HwBuilder:
         return value if extra == 0 else self.concat([self.const(0, extra), value])
 
     def sext(self, value: SSAValue, width: int) -> SSAValue:
+        """{extra copies of the sign bit, value}: `extract` of the sign bit, a `replicate`
+        of it when more than one bit is added, a `concat` (built directly: every adder
+        operand goes through here)."""
         w = width_of(value)
         extra = width - w
         assert extra >= 0, "sext cannot narrow"
         if extra == 0:
             return value
-        sign = self.extract(value, w - 1, 1)
-        fill = sign if extra == 1 else self.add(new_op(comb.ReplicateOp, (sign,), int_type(extra)))
-        return self.concat([fill, value])
+        block = self.block
+        if w == 1:  # the value is its own sign bit (as `extract` gives it)
+            fill = value
+        else:
+            op = new_op(comb.ExtractOp, (value,), int_type(1), {"lowBit": _low_bit(w - 1)})
+            append_op(block, op)
+            (fill,) = op.results
+        if extra > 1:
+            op = new_op(comb.ReplicateOp, (fill,), int_type(extra))
+            append_op(block, op)
+            (fill,) = op.results
+        op = new_op(comb.ConcatOp, (fill, value), int_type(width))
+        append_op(block, op)
+        (result,) = op.results
+        return result
 
     def resize(self, value: SSAValue, width: int, signed: bool) -> SSAValue:
         """Extend (by signedness) or truncate `value` to `width` bits (modular, see module doc)."""
@@ -492,7 +507,16 @@ class HwBuilder:
 
     def _result(self, lo: int, hi: int, a: Sig, b: Sig | None, op_cls, *operands) -> Sig:
         width, signed = bits_for_range(lo, hi)
-        args = [self._extend(x, width) for x in operands]
+        args = []
+        for x in operands:  # self._extend(x, width), inlined: every adder comes here
+            v = x.value
+            w = width_of(v)
+            if w == width:
+                args.append(v)
+            elif w > width:
+                args.append(self.extract(v, 0, width))
+            else:
+                args.append(self.sext(v, width) if x.signed else self.zext(v, width))
         value = self._op(op_cls, args)
         self.stats.adders += 1
         depth = max(a.depth, b.depth if b else 0) + 1
