@@ -712,10 +712,12 @@ class _ModuleEmitter:
         registers: list[seq.CompRegOp] = []
         instances: list[hw.InstanceOp] = []
         for op in live_ops:
-            if isinstance(op, seq.CompRegOp):
+            kind = type(op)  # not isinstance: ABC checks, once per op of big modules
+            if kind is seq.CompRegOp:
                 registers.append(op)
-                self._declare(op.data, usage, None)
-            elif isinstance(op, hw.InstanceOp):
+                (data,) = op.results
+                self._declare(data, usage, None)
+            elif kind is hw.InstanceOp:
                 instances.append(op)
                 inst_hint = op.instance_name.data
                 for port, value in zip(op.result_names.data, op.outputs):
