@@ -23,7 +23,8 @@ the same run: `--baseline-python` is the interpreter of an untouched build of th
 (e.g. /work/main/.venv/bin/python); each model is compiled `--repeat` times with each
 interpreter, alternately, in one process (`--jobs 1`, no hw IR), with the flow's clock
 (hashiflex/flow.py's `time.perf_counter`) replaced by `time.process_time`; medians per
-phase and the new/old ratios are printed and written to compile.json under "cpu_runs".
+phase and the old/new ratios are printed and written to compile.json under "cpu_runs",
+with whether every run wrote the same rtl/ files (sha256), old and new.
 
     python benchmarks/bench_compile.py --cpu --baseline-python /work/main/.venv/bin/python \
         [--models mobilenetv2_w025] [--repeat 3]
@@ -191,7 +192,8 @@ def _save_cli_rows(rows: list[dict]) -> None:
 
 
 CPU_CODE = """
-import resource, shutil, statistics, tempfile, types
+import hashlib, resource, shutil, statistics, tempfile, types
+from pathlib import Path
 import time as _time
 from hashiflex import api
 import hashiflex.flow as flow
@@ -212,9 +214,11 @@ try:
     cpu = _time.process_time()
     api.compile({spec!r}, out + '/design', jobs=1)
     cpu = _time.process_time() - cpu
+    sv = {{p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(Path(out, 'design', 'rtl').iterdir())}}
 finally:
     shutil.rmtree(out, ignore_errors=True)
-FIGURES = dict(cpu_seconds=cpu, phases=dict(_result['flow'].phases))
+FIGURES = dict(cpu_seconds=cpu, phases=dict(_result['flow'].phases), sv_sha256=sv)
 """
 
 
@@ -251,13 +255,20 @@ def main_cpu(args: argparse.Namespace) -> None:
                               for p in phases}
             medians[which]["total (process CPU)"] = statistics.median(
                 f["cpu_seconds"] for f in figures)
+        hashes = [f["sv_sha256"] for fs in runs.values() for f in fs]
+        identical = all(h == hashes[0] for h in hashes)
+        print(f"{name}: rtl/ of every run byte-identical (sha256 of {len(hashes[0])} files): "
+              f"{identical}")
         print(f"{name}: CPU seconds, medians of {args.repeat} (old: {pythons['old']})")
         for phase in medians["new"]:
             old, new = medians["old"].get(phase, 0.0), medians["new"][phase]
             ratio = f"{old / new:5.2f}x" if new > 0.05 else "     "
             print(f"    {phase:24s} old {old:7.1f}  new {new:7.1f}  {ratio}")
         rows.append({"model": name, "repeat": args.repeat, "old_python": pythons["old"],
-                     "medians": medians, "runs": runs})
+                     "sv_identical": identical, "medians": medians,
+                     "sv_sha256": hashes[0] if identical else None,
+                     "runs": {w: [{k: v for k, v in f.items() if k != "sv_sha256"} for f in fs]
+                              for w, fs in runs.items()}})
     path = HERE / "results" / "compile.json"
     payload = json.loads(path.read_text()) if path.exists() else {}
     measured = {r["model"] for r in rows}
