@@ -125,6 +125,17 @@ class EmitError(Exception):
     """The IR cannot be written as SystemVerilog; the message names module, op and rule."""
 
 
+def _block_ops(block) -> list[Operation]:
+    """The ops of `block` in order (the linked list walked directly: `block.ops`' iterator
+    costs a Python call per op, and big modules have hundreds of thousands)."""
+    ops = []
+    op = block._first_op  # pyright: ignore[reportPrivateUsage]
+    while op is not None:
+        ops.append(op)
+        op = op._next_op  # pyright: ignore[reportPrivateUsage]
+    return ops
+
+
 def type_width(typ: Attribute) -> int:
     """Bit width of a hw/comb/seq type as it is laid out in SystemVerilog."""
     if type(typ) is IntegerType:  # the common case first, without ABC isinstance
@@ -289,11 +300,15 @@ _ATOMIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+(:[0-9]+)?\])?|[0-9]+'h[0-
 
 # Ops whose expression is a concatenation `{...}`, itself an operand needing no parentheses.
 _BRACED_OPS = (comb.ConcatOp, comb.ReplicateOp, hw.ArrayCreateOp)
+_BRACED_OPS_SET = frozenset(_BRACED_OPS)
+
+
+_atomic_match = _ATOMIC.fullmatch
 
 
 def _is_atomic(text: str) -> bool:
     """Whether an expression can be used as an operand without parentheses."""
-    return _ATOMIC.fullmatch(text) is not None
+    return _atomic_match(text) is not None
 
 
 # Operator spelled between the operands of each binary or variadic comb op.
@@ -422,12 +437,17 @@ class _ModuleEmitter:
                     f"module @{self.module.sym_name.data}: op '{op.name}' is not "
                     "supported by the SystemVerilog emitter"
                 )
+        read_operands = self._read_operands
+        special = (seq.CompRegOp, comb.ICmpOp)
         while stack:
             op = stack.pop()
-            for value in self._read_operands(op):
-                if type(value) is OpResult and id(value.op) not in live:
-                    live.add(id(value.op))
-                    stack.append(value.op)
+            operands = read_operands(op) if type(op) in special else op._operands  # pyright: ignore
+            for value in operands:
+                if type(value) is OpResult:
+                    owner = value.op
+                    if id(owner) not in live:
+                        live.add(id(owner))
+                        stack.append(owner)
         return [op for op in ops if id(op) in live]
 
     def _read_operands(self, op: Operation) -> Sequence[SSAValue]:
@@ -449,12 +469,21 @@ class _ModuleEmitter:
         """
         usage = _Usage({}, {}, set(), set())
         registers: list[seq.CompRegOp] = []
+        uses, whole, ranges = usage.uses, usage.whole, usage.ranges
         for op in live_ops:
             kind = type(op)
             if kind is comb.ExtractOp:
                 lo = op.properties["lowBit"].value.data  # pyright: ignore
-                width = type_width(op.results[0].type)
-                usage.read_bits(op._operands[0], lo, lo + width - 1)  # pyright: ignore
+                (result,) = op.results
+                (source,) = op._operands  # pyright: ignore[reportPrivateUsage]
+                # usage.read_bits, inlined
+                key = id(source)
+                uses[key] = uses.get(key, 0) + 1
+                span = (lo, lo + type_width(result.type) - 1)
+                if key in ranges:
+                    ranges[key].append(span)
+                else:
+                    ranges[key] = [span]
                 continue
             if kind is seq.CompRegOp:
                 registers.append(op)
@@ -463,8 +492,12 @@ class _ModuleEmitter:
                 continue
             if kind is hw.ArrayGetOp:
                 usage.indexed.add(id(op._operands[0]))  # pyright: ignore
-            for value in self._read_operands(op):
-                usage.read_whole(value)
+            operands = self._read_operands(op) if kind is comb.ICmpOp else op._operands  # pyright: ignore
+            for value in operands:
+                # usage.read_whole, inlined
+                key = id(value)
+                uses[key] = uses.get(key, 0) + 1
+                whole.add(key)
 
         # A register's demand is final once every register reading it has been resolved.
         fields = self.reg_fields
@@ -611,10 +644,11 @@ class _ModuleEmitter:
             if kind is comb.ShrSOp:  # the shift amount stays unsigned
                 return f"$unsigned($signed({full(lhs)}){infix}{full(rhs)})"
             return f"$unsigned($signed({full(lhs)}){infix}$signed({full(rhs)}))"
-        result_type = op.results[0].type
+        (result,) = op.results
+        result_type = result.type
         if kind is comb.ExtractOp:
             low_bit = op.properties["lowBit"]
-            assert isinstance(low_bit, IntegerAttr)
+            assert type(low_bit) is IntegerAttr or isinstance(low_bit, IntegerAttr)
             return self.bits(operands[0], low_bit.value.data, type_width(result_type))
         if kind is comb.ConcatOp or kind is hw.ArrayCreateOp:
             # For arrays, CIRCT's order: the first operand is the highest index.
@@ -667,7 +701,7 @@ class _ModuleEmitter:
     def emit(self) -> None:
         module = self.module
         block = module.body.block
-        live_ops = self._live_ops(list(block.ops))
+        live_ops = self._live_ops(_block_ops(block))
         usage = self._count_uses(live_ops)
         write = self.out.write
 
@@ -678,10 +712,12 @@ class _ModuleEmitter:
         registers: list[seq.CompRegOp] = []
         instances: list[hw.InstanceOp] = []
         for op in live_ops:
-            if isinstance(op, seq.CompRegOp):
+            kind = type(op)  # not isinstance: ABC checks, once per op of big modules
+            if kind is seq.CompRegOp:
                 registers.append(op)
-                self._declare(op.data, usage, None)
-            elif isinstance(op, hw.InstanceOp):
+                (data,) = op.results
+                self._declare(data, usage, None)
+            elif kind is hw.InstanceOp:
                 instances.append(op)
                 inst_hint = op.instance_name.data
                 for port, value in zip(op.result_names.data, op.outputs):
@@ -729,21 +765,23 @@ class _ModuleEmitter:
         return f"module {module_name} (\n" + ",\n".join(lines) + "\n);\n"
 
     def _emit_pure(self, op: Operation, usage: _Usage) -> None:
-        value = op.results[0]
-        if isinstance(op, hw.ConstantOp):
+        kind = type(op)
+        if kind is hw.ConstantOp:
             return  # always printed as a literal where used
-        terms = self._operand_terms(op)
-        needs_name = id(value) in usage.indexed
+        (value,) = op.results  # tuple unpacking: SSAValues.__getitem__ is Python code
+        key = id(value)
+        terms_of = self.terms
+        terms = sum([terms_of.get(id(v), 1) for v in op._operands])  # pyright: ignore
         if (
-            usage.uses.get(id(value), 0) == 1
-            and not needs_name
+            usage.uses.get(key, 0) == 1
+            and key not in usage.indexed
             and terms <= MAX_INLINE_TERMS
-            and _namehint(op) is None
+            and (not op.attributes or _namehint(op) is None)
         ):
             text = self.expression(op)
-            braced = type(op) in _BRACED_OPS and text[0] == "{"
-            self.inline[id(value)] = (text, braced or _is_atomic(text))
-            self.terms[id(value)] = terms
+            braced = kind in _BRACED_OPS_SET and text[0] == "{"
+            self.inline[key] = (text, braced or _atomic_match(text) is not None)
+            terms_of[key] = terms
             return
         self._declare(value, usage, self.expression(op))
 

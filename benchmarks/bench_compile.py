@@ -16,6 +16,18 @@ without the hw IR and the hw IR's, the phase lines it printed, and the load aver
 to benchmarks/results/compile.json under "cli_runs".
 
     python benchmarks/bench_compile.py --cli [--models mobilenetv2_w025] [--configs before,after]
+
+Section "cpu" (`--cpu`, issue 12): CPU seconds per phase of the flow (this machine is shared,
+so wall time says more about the neighbours than about the code), old code against new in
+the same run: `--baseline-python` is the interpreter of an untouched build of the old code
+(e.g. /work/main/.venv/bin/python); each model is compiled `--repeat` times with each
+interpreter, alternately, in one process (`--jobs 1`, no hw IR), with the flow's clock
+(hashiflex/flow.py's `time.perf_counter`) replaced by `time.process_time`; medians per
+phase and the old/new ratios are printed and written to compile.json under "cpu_runs",
+with whether every run wrote the same rtl/ files (sha256), old and new.
+
+    python benchmarks/bench_compile.py --cpu --baseline-python /work/main/.venv/bin/python \
+        [--models mobilenetv2_w025] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -179,15 +191,109 @@ def _save_cli_rows(rows: list[dict]) -> None:
     write_results("compile", {**payload, "cli_runs": old + rows})
 
 
+CPU_CODE = """
+import hashlib, resource, shutil, statistics, tempfile, types
+from pathlib import Path
+import time as _time
+from hashiflex import api
+import hashiflex.flow as flow
+
+flow.time = types.SimpleNamespace(perf_counter=_time.process_time)  # CPU seconds per phase
+_result = {{}}
+_orig_flow = flow.lower_and_emit
+
+
+def _flow(*args, **kwargs):
+    _result['flow'] = _orig_flow(*args, **kwargs)
+    return _result['flow']
+
+
+flow.lower_and_emit = _flow
+out = tempfile.mkdtemp(prefix='bench_compile_cpu_')
+try:
+    cpu = _time.process_time()
+    api.compile({spec!r}, out + '/design', jobs=1)
+    cpu = _time.process_time() - cpu
+    sv = {{p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(Path(out, 'design', 'rtl').iterdir())}}
+finally:
+    shutil.rmtree(out, ignore_errors=True)
+FIGURES = dict(cpu_seconds=cpu, phases=dict(_result['flow'].phases), sv_sha256=sv)
+"""
+
+
+def _in_python(python: str, code: str, timeout: float) -> dict:
+    """measure_in_subprocess with another interpreter (the old code's venv)."""
+    import _harness
+
+    saved = _harness.sys.executable
+    _harness.sys.executable = python
+    try:
+        return measure_in_subprocess(code, timeout=timeout)
+    finally:
+        _harness.sys.executable = saved
+
+
+def main_cpu(args: argparse.Namespace) -> None:
+    import statistics
+
+    pythons = {"old": args.baseline_python, "new": sys.executable}
+    rows = []
+    for name in args.models.split(","):
+        code = CPU_CODE.format(spec=f"{HERE / 'models.py'}:{name}")
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        for repeat in range(args.repeat):
+            for which, python in pythons.items():
+                figures = _in_python(python, code, args.timeout)
+                runs[which].append(figures)
+                print(f"{name} {which} run {repeat + 1}: {figures['cpu_seconds']:.1f} CPU s",
+                      flush=True)
+        medians = {}
+        for which, figures in runs.items():
+            phases = sorted({p for f in figures for p in f["phases"]})
+            medians[which] = {p: statistics.median(f["phases"].get(p, 0.0) for f in figures)
+                              for p in phases}
+            medians[which]["total (process CPU)"] = statistics.median(
+                f["cpu_seconds"] for f in figures)
+        hashes = [f["sv_sha256"] for fs in runs.values() for f in fs]
+        identical = all(h == hashes[0] for h in hashes)
+        print(f"{name}: rtl/ of every run byte-identical (sha256 of {len(hashes[0])} files): "
+              f"{identical}")
+        print(f"{name}: CPU seconds, medians of {args.repeat} (old: {pythons['old']})")
+        for phase in medians["new"]:
+            old, new = medians["old"].get(phase, 0.0), medians["new"][phase]
+            ratio = f"{old / new:5.2f}x" if new > 0.05 else "     "
+            print(f"    {phase:24s} old {old:7.1f}  new {new:7.1f}  {ratio}")
+        rows.append({"model": name, "repeat": args.repeat, "old_python": pythons["old"],
+                     "sv_identical": identical, "medians": medians,
+                     "sv_sha256": hashes[0] if identical else None,
+                     "runs": {w: [{k: v for k, v in f.items() if k != "sv_sha256"} for f in fs]
+                              for w, fs in runs.items()}})
+    path = HERE / "results" / "compile.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    measured = {r["model"] for r in rows}
+    kept = [r for r in payload.get("cpu_runs", []) if r["model"] not in measured]
+    payload = {k: v for k, v in payload.items() if k not in ("benchmark", "python", "machine", "date")}
+    write_results("compile", {**payload, "cpu_runs": kept + rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="mobilenetv2_w025,mobilenetv2_w1")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--cli", action="store_true", help="the section 'cli' (see above)")
     parser.add_argument("--configs", default="before,after")
+    parser.add_argument("--cpu", action="store_true", help="the section 'cpu' (see above)")
+    parser.add_argument("--baseline-python", help="--cpu: the old code's interpreter")
+    parser.add_argument("--repeat", type=int, default=3, help="--cpu: runs per interpreter")
     args = parser.parse_args()
     if args.cli:
         main_cli(args)
+        return
+    if args.cpu:
+        if not args.baseline_python:
+            parser.error("--cpu needs --baseline-python (the old code's interpreter)")
+        main_cpu(args)
         return
     rows = []
     for name in args.models.split(","):
@@ -209,7 +315,8 @@ def main() -> None:
         measured = {r["model"] for r in rows}
         kept = json.loads(previous.read_text())
         rows = [r for r in kept.get("runs", []) if r.get("model") not in measured] + rows
-    write_results("compile", {"cli_runs": kept.get("cli_runs", []), "runs": rows})
+    write_results("compile", {"cli_runs": kept.get("cli_runs", []),
+                              "cpu_runs": kept.get("cpu_runs", []), "runs": rows})
 
 
 if __name__ == "__main__":

@@ -126,16 +126,20 @@ def module_features(hw_module) -> dict:
     from xdsl.dialects import comb, seq
 
     adders = adder_bits = widest = register_bits = 0
-    for op in hw_module.body.block.ops:
+    op = hw_module.body.block.first_op
+    while op is not None:  # the linked list walked directly (block.ops' iterator is slower)
         kind = type(op)
         if kind is comb.AddOp or kind is comb.SubOp:
-            width = op.results[0].type.width.data
+            (result,) = op.results
+            width = result.type.width.data
             adders += 1
             adder_bits += width
             if width > widest:
                 widest = width
         elif kind is seq.CompRegOp:
-            register_bits += op.results[0].type.width.data
+            (result,) = op.results
+            register_bits += result.type.width.data
+        op = op.next_op
     return {"adder_bits": adder_bits, "max_adder_width": widest, "adders": adders,
             "register_bits": register_bits}
 

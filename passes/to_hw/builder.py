@@ -32,15 +32,63 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from xdsl.dialects import comb, hw, seq
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, i32, i64
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.dialects.builtin import UNKNOWN_LOC, DenseArrayBase, IntegerAttr, IntegerType, i32, i64
+from xdsl.ir import Block, Operation, OpResult, SSAValue, Use
+from xdsl.ir.core import SSAValues
 
 from hashiflex.golden.semantics import bits_for_range, round_shift, saturate
 from hashiflex.passes.to_hw import delay
 from hashiflex.names import namehint
 
-# Ops are made with `Op.create` and types come from a cache: the IRDL constructors verify
+# Ops are made with `new_op` and types come from a cache: the IRDL constructors verify
 # and infer far more than a lowering that knows its types needs, and cost ~4x as much.
+
+
+def new_op(cls: type[Operation], operands: Sequence[SSAValue], result_type,
+           properties: dict | None = None, attributes: dict | None = None) -> Operation:
+    """
+    The op `cls.create(operands=..., result_types=[result_type], properties=...,
+    attributes=...)` makes, built field by field: `Operation.create` goes through the
+    generic operand/successor setters, a location factory and the IRDL default-property
+    fill, which for the few comb/hw/seq ops of a lowering (one result, no regions, no
+    default properties) come to ~4x the work of the op itself, and a MobileNetV2 makes
+    millions of them. test/passes/test_hw_builder_fast.py checks that both give the same
+    op for every kind the builder makes.
+    """
+    op = cls.__new__(cls)
+    uses = []
+    for index, value in enumerate(operands):
+        use = Use(op, index)
+        # SSAValue.add_use, inlined
+        first = value.first_use
+        use._next_use = first
+        if first is not None:
+            first._prev_use = use
+        value.first_use = use
+        uses.append(use)
+    op._operands = SSAValues(operands)
+    op._operand_uses = tuple(uses)
+    op.results = SSAValues((OpResult(result_type, op, 0),))
+    op.properties = {} if properties is None else properties
+    op.attributes = {} if attributes is None else attributes
+    op.location = UNKNOWN_LOC
+    op._successors = ()
+    op._successor_uses = ()
+    op.regions = ()
+    return op
+
+
+def append_op(block: Block, op: Operation) -> None:
+    """`block.add_op(op)` for a new op without regions (nothing to check: it is in no
+    block and cannot contain `block`)."""
+    last = block._last_op
+    op.parent = block
+    if last is None:
+        block._first_op = op
+    else:
+        last._next_op = op
+        op._prev_op = last
+    block._last_op = op
 
 
 @lru_cache(maxsize=None)
@@ -65,8 +113,9 @@ def _reg_segments(with_reset: bool) -> DenseArrayBase:
 
 
 def width_of(value: SSAValue) -> int:
-    typ = value.type
-    assert isinstance(typ, IntegerType), f"expected an integer value, got {typ}"
+    typ = value._type  # SSAValue.type is a property; this runs once per operand built
+    if type(typ) is not IntegerType:
+        assert isinstance(typ, IntegerType), f"expected an integer value, got {typ}"
     return typ.width.data
 
 
@@ -156,15 +205,16 @@ class HwBuilder:
     # -- plumbing ----------------------------------------------------------------------
 
     def add(self, op: Operation, name: str | None = None) -> SSAValue:
-        self.block.add_op(op)
+        append_op(self.block, op)
         if name:
             namehint(op, name)
-        return op.results[0]
+        (result,) = op.results  # unpacking: SSAValues.__getitem__ is Python code
+        return result
 
     def _op(self, cls, operands: Sequence[SSAValue], result_type=None,
             name: str | None = None) -> SSAValue:
         typ = result_type or operands[-1].type
-        return self.add(cls.create(operands=list(operands), result_types=[typ]), name)
+        return self.add(new_op(cls, operands, typ), name)
 
     # -- constants and wiring ------------------------------------------------------------
 
@@ -175,8 +225,8 @@ class HwBuilder:
             value -= 1 << width
         key = (value, width)
         if (found := self._consts.get(key)) is None:
-            op = hw.ConstantOp.create(result_types=[int_type(width)],
-                                      properties={"value": IntegerAttr(value, int_type(width))})
+            op = new_op(hw.ConstantOp, (), int_type(width),
+                        {"value": IntegerAttr(value, int_type(width))})
             found = self._consts[key] = self.add(op)
         return found
 
@@ -192,14 +242,14 @@ class HwBuilder:
         """Bits [low, low + width) of `value` (truncation when low == 0)."""
         if low == 0 and width == width_of(value):
             return value
-        return self.add(comb.ExtractOp.create(operands=[value], result_types=[int_type(width)],
-                                              properties={"lowBit": _low_bit(low)}))
+        return self.add(new_op(comb.ExtractOp, (value,), int_type(width),
+                               {"lowBit": _low_bit(low)}))
 
     def concat(self, parts_msb_first: Sequence[SSAValue], name: str | None = None) -> SSAValue:
         """`comb.concat`: the first part lands in the high bits (reverse a vector's elements)."""
         if len(parts_msb_first) == 1 and name is None:
             return parts_msb_first[0]
-        total = sum(width_of(p) for p in parts_msb_first)
+        total = sum([width_of(p) for p in parts_msb_first])
         return self._op(comb.ConcatOp, parts_msb_first, int_type(total), name)
 
     def zext(self, value: SSAValue, width: int) -> SSAValue:
@@ -208,15 +258,29 @@ class HwBuilder:
         return value if extra == 0 else self.concat([self.const(0, extra), value])
 
     def sext(self, value: SSAValue, width: int) -> SSAValue:
+        """{extra copies of the sign bit, value}: `extract` of the sign bit, a `replicate`
+        of it when more than one bit is added, a `concat` (built directly: every adder
+        operand goes through here)."""
         w = width_of(value)
         extra = width - w
         assert extra >= 0, "sext cannot narrow"
         if extra == 0:
             return value
-        sign = self.extract(value, w - 1, 1)
-        fill = sign if extra == 1 else self.add(
-            comb.ReplicateOp.create(operands=[sign], result_types=[int_type(extra)]))
-        return self.concat([fill, value])
+        block = self.block
+        if w == 1:  # the value is its own sign bit (as `extract` gives it)
+            fill = value
+        else:
+            op = new_op(comb.ExtractOp, (value,), int_type(1), {"lowBit": _low_bit(w - 1)})
+            append_op(block, op)
+            (fill,) = op.results
+        if extra > 1:
+            op = new_op(comb.ReplicateOp, (fill,), int_type(extra))
+            append_op(block, op)
+            (fill,) = op.results
+        op = new_op(comb.ConcatOp, (fill, value), int_type(width))
+        append_op(block, op)
+        (result,) = op.results
+        return result
 
     def resize(self, value: SSAValue, width: int, signed: bool) -> SSAValue:
         """Extend (by signedness) or truncate `value` to `width` bits (modular, see module doc)."""
@@ -290,8 +354,7 @@ class HwBuilder:
 
     def icmp(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
         """comb.icmp by predicate name (eq, ne, slt, sle, sgt, sge, ult, ule, ugt, uge)."""
-        return self.add(comb.ICmpOp.create(operands=[a, b], result_types=[int_type(1)],
-                                           properties={"predicate": _predicate(pred)}))
+        return self.add(new_op(comb.ICmpOp, (a, b), int_type(1), {"predicate": _predicate(pred)}))
 
     def cmp_const(self, value: SSAValue, pred: str, constant: int) -> SSAValue:
         """comb.icmp `pred` of `value` against a constant."""
@@ -367,9 +430,8 @@ class HwBuilder:
         if reset_value is not None:
             assert self.rst is not None, "a reset register needs the module's rst"
             operands += [self.rst, self.const(reset_value, width)]
-        reg = seq.CompRegOp.create(
-            operands=operands, result_types=[value.type],
-            attributes={"operandSegmentSizes": _reg_segments(reset_value is not None)})
+        reg = new_op(seq.CompRegOp, operands, value.type,
+                     attributes={"operandSegmentSizes": _reg_segments(reset_value is not None)})
         self.add(reg, name)
         self.stats.register_bits += width
         return reg
@@ -404,7 +466,7 @@ class HwBuilder:
         op = value.owner
         if isinstance(op, comb.ReplicateOp):
             bit = self.delay(op.operands[0], cycles, enable, None, name)
-            out = self.add(comb.ReplicateOp.create(operands=[bit], result_types=[value.type]))
+            out = self.add(new_op(comb.ReplicateOp, (bit,), value.type))
         elif isinstance(op, comb.ConcatOp) and any(
                 self.constant_value(p) is not None
                 or isinstance(p.owner, comb.ReplicateOp | comb.ExtractOp) for p in op.operands):
@@ -445,7 +507,16 @@ class HwBuilder:
 
     def _result(self, lo: int, hi: int, a: Sig, b: Sig | None, op_cls, *operands) -> Sig:
         width, signed = bits_for_range(lo, hi)
-        args = [self._extend(x, width) for x in operands]
+        args = []
+        for x in operands:  # self._extend(x, width), inlined: every adder comes here
+            v = x.value
+            w = width_of(v)
+            if w == width:
+                args.append(v)
+            elif w > width:
+                args.append(self.extract(v, 0, width))
+            else:
+                args.append(self.sext(v, width) if x.signed else self.zext(v, width))
         value = self._op(op_cls, args)
         self.stats.adders += 1
         depth = max(a.depth, b.depth if b else 0) + 1
