@@ -1,9 +1,10 @@
 """
 The SystemVerilog fingerprints that the compile-speed work (issue 12) must keep: for each
 configuration in CASES, the sha256 of every rtl/*.sv file (and of constraints.sdc) that
-`api.compile` writes. The stored table (fixtures/sv_hashes.json) was computed from main at
-d576823, before the faster lowering and emitter, by running this file as a script with
-that commit's code:
+`api.compile` writes. The stored table (fixtures/sv_hashes.json) was computed with the code
+before the faster lowering and emitter, by running this file as a script with that code:
+first main at d576823, then (po2-cse's incremental pair pool changes the shared terms of a
+few layers) the merge of that po2-cse with the old lowering and emitter, b5c1a0f:
 
     python test/e2e/sv_reference.py test/e2e/fixtures/sv_hashes.json [--slow]
 
