@@ -8,8 +8,6 @@ no temporary file is left). In-process, a few seconds in all.
 from __future__ import annotations
 
 import io
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +148,30 @@ def test_weights_loader_on_corrupt_npz(tmp_path_factory, data):
     path.write_bytes(data)
     only_user_errors(lambda: load_weights(path))
     only_user_errors(lambda: load_images(path, "inputs", (1, 3, 3)))
+
+
+def test_po2_opt_on_an_unterminated_string_is_prompt(tmp_path, capsys):
+    """xDSL's string-literal pattern backtracked exponentially on an unterminated string (a
+    fuzz-found hang: 250 s for 33 characters); tools/registry.py swaps in the linear one."""
+    import time
+
+    source = tmp_path / "in.mlir"
+    source.write_text(VALID_IR.replace('po2.avgpool "p"', 'po2.avgpool "p' + "ab cd " * 12))
+    started = time.perf_counter()
+    code, err = run_po2_opt([str(source), "-o", str(tmp_path / "out.mlir")], capsys)
+    assert time.perf_counter() - started < 10
+    assert code != 0 and "string literal" in err and "Traceback" not in err
+    assert not (tmp_path / "out.mlir").exists()
+
+
+@pytest.mark.parametrize("literal", ['"abc"', '""', r'"a\"b"', r'"x\0Ay"', r'"t\\n"', r'"a\qb"',
+                                     '"open', '"a\nb"'])
+def test_linear_string_literal_pattern_matches_as_xdsl_does(literal):
+    import re
+
+    from hashiflex.tools import registry
+
+    old = re.compile(registry._XDSL_STRING_LITERAL)
+    new = re.compile(registry._LINEAR_STRING_LITERAL)
+    want, got = old.match(literal), new.match(literal)
+    assert (want and want.group(0)) == (got and got.group(0))
