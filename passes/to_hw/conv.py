@@ -407,20 +407,9 @@ class ConvLowering:
         bx + lane*sw - (KW-1-kw) lies in [0, W) (the padded raster's extra columns are
         outside, as the padding is), for the columns that can fail.
         """
-        geo, masks = self.geo, {}
-        top = (1 << width_of(bx)) - 1
-        for kw in range(geo.KW):
-            d = geo.KW - 1 - kw - lane * geo.sw  # column = bx - d
-            conds = []
-            if geo.bx0 - d < 0:  # can lie left of the image
-                conds.append(hb.cmp_const(bx, "uge", d) if d <= top else hb.const(0, 1))
-            if bx_last - d >= geo.W:  # can lie right of the row
-                conds.append(hb.cmp_const(bx, "ult", geo.W + d) if geo.W + d > 0
-                             else hb.const(0, 1))
-            if conds:
-                masks[kw] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
-                                   name=f"{self.name}_col_ok{kw}_lane{lane}")
-        return masks
+        geo = self.geo
+        return self._edge_masks(hb, bx, geo.bx0, bx_last, geo.KW, lane * geo.sw, geo.W, accept,
+                                lambda kw: f"{self.name}_col_ok{kw}_lane{lane}")
 
     def _lane_row_masks(self, hb: HwBuilder, by: SSAValue, by_last: int, row: int,
                         accept: SSAValue) -> dict[int, SSAValue]:
@@ -428,19 +417,31 @@ class ConvLowering:
         With whole rows per beat: per kernel row kh, a registered bit: lane row `row`'s
         input row by + row*sh - (KH-1-kh) lies in [0, H), for the rows that can fail.
         """
-        geo, masks = self.geo, {}
-        top = (1 << width_of(by)) - 1
-        for kh in range(geo.KH):
-            d = geo.KH - 1 - kh - row * geo.sh  # input row = by - d
+        geo = self.geo
+        return self._edge_masks(hb, by, geo.by0, by_last, geo.KH, row * geo.sh, geo.H, accept,
+                                lambda kh: f"{self.name}_row_ok{kh}_row{row}")
+
+    @staticmethod
+    def _edge_masks(hb: HwBuilder, pos: SSAValue, pos_first: int, pos_last: int, taps: int,
+                    offset: int, size: int, accept: SSAValue, name) -> dict[int, SSAValue]:
+        """
+        Per tap k of a kernel `taps` wide, a registered bit: position pos + offset -
+        (taps-1-k) lies in [0, size), for the taps whose position can fall outside (the
+        counter `pos` runs from pos_first to pos_last); `name(k)` names the register.
+        """
+        masks = {}
+        top = (1 << width_of(pos)) - 1
+        for k in range(taps):
+            d = taps - 1 - k - offset  # position = pos - d
             conds = []
-            if geo.by0 - d < 0:  # can lie above the image
-                conds.append(hb.cmp_const(by, "uge", d) if d <= top else hb.const(0, 1))
-            if by_last - d >= geo.H:  # can lie below it (the next image's rows)
-                conds.append(hb.cmp_const(by, "ult", geo.H + d) if geo.H + d > 0
+            if pos_first - d < 0:  # can lie before the start
+                conds.append(hb.cmp_const(pos, "uge", d) if d <= top else hb.const(0, 1))
+            if pos_last - d >= size:  # can lie past the end
+                conds.append(hb.cmp_const(pos, "ult", size + d) if size + d > 0
                              else hb.const(0, 1))
             if conds:
-                masks[kh] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
-                                   name=f"{self.name}_row_ok{kh}_row{row}")
+                masks[k] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
+                                  name=name(k))
         return masks
 
     @staticmethod
