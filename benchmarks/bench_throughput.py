@@ -60,8 +60,9 @@ except HashiflexError as error:
     FIGURES = {{'refused': str(error)}}
 shutil.rmtree({str(out)!r}, ignore_errors=True)
 """
+    commit = source_revision()  # before the compile: the code it imports
     figures = measure_in_subprocess(code, timeout=timeout)
-    return {"model": model, "pixels_per_cycle": p, "commit": source_revision(), **figures}
+    return {"model": model, "pixels_per_cycle": p, "commit": commit, **figures}
 
 
 def source_revision() -> str:
