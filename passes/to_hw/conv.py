@@ -125,15 +125,6 @@ class ConvGeometry:
     def tap(self, kh: int, kw: int) -> int:
         return (self.KH - 1 - kh) * self.W + (self.KW - 1 - kw)
 
-    def row_checks(self, kh: int) -> tuple[bool, bool]:
-        """(can the row be above the image, can it be below) for kernel row kh."""
-        d = self.KH - 1 - kh
-        return self.by0 - d < 0, self.by_last - d >= self.H
-
-    def col_checks(self, kw: int) -> tuple[bool, bool]:
-        d = self.KW - 1 - kw
-        return self.bx0 - d < 0, self.bx_last - d >= self.W
-
     @property
     def pointwise(self) -> bool:
         """1x1, stride 1, no padding: every pixel is an output, no counters or masks."""
@@ -392,9 +383,11 @@ class ConvLowering:
             row_ok = {(row, kh): m for row in range(geo.out_rows)
                       for kh, m in self._lane_row_masks(hb, by, cnt.by_last, row, accept).items()}
             return fire, row_ok, {}
-        row_ok = self._tap_masks(hb, by, geo.KH, geo.H, geo.row_checks, accept, f"{nm}_row_ok")
+        row_ok = self._edge_masks(hb, by, geo.by0, geo.by_last, geo.KH, 0, geo.H, accept,
+                                  lambda kh: f"{nm}_row_ok{kh}")
         if geo.lanes == 1:
-            col_ok = self._tap_masks(hb, bx, geo.KW, geo.W, geo.col_checks, accept, f"{nm}_col_ok")
+            col_ok = self._edge_masks(hb, bx, geo.bx0, geo.bx_last, geo.KW, 0, geo.W, accept,
+                                      lambda kw: f"{nm}_col_ok{kw}")
         else:  # lane i's corner column is bx + i*sw
             col_ok = {(lane, kw): m for lane in range(geo.out_lanes)
                       for kw, m in self._lane_col_masks(hb, bx, cnt.bx_last, lane, accept).items()}
@@ -442,27 +435,6 @@ class ConvLowering:
             if conds:
                 masks[k] = hb.reg(hb.and_(*conds) if len(conds) > 1 else conds[0], accept,
                                   name=name(k))
-        return masks
-
-    @staticmethod
-    def _tap_masks(hb: HwBuilder, corner: SSAValue, taps: int, size: int, checks,
-                   accept: SSAValue, name: str) -> dict[int, SSAValue]:
-        """
-        For each kernel row (or column) k that can hang over the padding, a registered bit:
-        its input coordinate `corner - (taps - 1 - k)` lies in [0, size). `checks(k)` says
-        which of the two bounds can fail for this layer (the others need no logic).
-        """
-        masks: dict[int, SSAValue] = {}
-        for k in range(taps):
-            low_edge, high_edge = checks(k)
-            d = taps - 1 - k
-            conds = []
-            if low_edge:
-                conds.append(hb.cmp_const(corner, "uge", d))
-            if high_edge:
-                conds.append(hb.cmp_const(corner, "ult", size + d))
-            if conds:
-                masks[k] = hb.reg(hb.and_(*conds), accept, name=f"{name}{k}")
         return masks
 
     def window(self, accept: SSAValue, row_ok: dict, col_ok: dict) -> dict[int, Sig]:
